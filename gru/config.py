@@ -1,0 +1,172 @@
+"""One settings object, read from ``GRU_*`` environment variables and validated at start.
+
+Nobody else in Gru reads ``os.environ``: the composition root and ``gunicorn.conf.py`` call
+:meth:`Settings.from_env` and pass the result down.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "GRU_"
+
+
+class ConfigError(ValueError):
+    """The environment describes a configuration Gru refuses to start with."""
+
+
+class Settings(BaseModel):
+    """Every tunable of a Gru process; field ``x`` is read from ``GRU_X``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    env: Literal["development", "production"] = "development"
+    role: Literal["all", "ticket", "node"] = "all"
+    bind: str = "0.0.0.0:30000"
+    workers: int = Field(1, ge=1, le=256)
+    worker_connections: int = Field(20000, ge=10)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    secret: SecretStr | None = None
+    node_name: str = Field("node_1", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    public_addr: str | None = None
+
+    token1_verifier: Literal["accept", "hmac", "http"] | None = None
+    token1_secret: SecretStr | None = None
+    token1_url: str | None = None
+    token1_timeout: float = Field(3.0, gt=0, le=60)
+    token_ttl: int = Field(86400, ge=10, le=30 * 86400)
+    user_types: str = "0:TEACHER,1:STUDENT"
+
+    auth_timeout: float = Field(10.0, gt=0, le=3600)
+    max_content: int = Field(65536, ge=1, le=16 * 1024 * 1024)
+    max_payload: int = Field(1_000_000, ge=1024, le=64 * 1024 * 1024)
+    ping_interval: float = Field(25.0, gt=0, le=600)
+    ping_timeout: float = Field(20.0, gt=0, le=600)
+    cors_origins: str = "*"
+
+    redis_url: str | None = None
+    redis_prefix: str = Field("gru", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from ``GRU_*`` variables; raise :class:`ConfigError` naming each bad one."""
+        fields = {}
+        for name, value in environ.items():
+            if not name.startswith(ENV_PREFIX):
+                continue
+            field = name[len(ENV_PREFIX) :].lower()
+            if field not in cls.model_fields:
+                continue
+            if value.strip() == "":
+                continue  # an empty variable means "use the default"
+            fields[field] = value.strip()
+        try:
+            return cls(**fields)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
+
+    @field_validator("bind")
+    @classmethod
+    def _check_bind(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be HOST:PORT, e.g. 0.0.0.0:30000")
+        return value
+
+    @field_validator("public_addr", "token1_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("redis", "rediss", "redis+sentinel", "unix"):
+            raise ValueError("must be a redis://, rediss://, redis+sentinel:// or unix:// URL")
+        return value
+
+    @field_validator("user_types")
+    @classmethod
+    def _check_user_types(cls, value: str) -> str:
+        parse_user_types(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Settings:
+        if self.env == "production":
+            if self.secret is None:
+                raise ValueError("GRU_ENV=production requires GRU_SECRET")
+            if self.token1_verifier in (None, "accept"):
+                raise ValueError("GRU_ENV=production requires GRU_TOKEN1_VERIFIER=hmac or http (accept is for development)")
+        if self.secret is not None and len(self.secret.get_secret_value()) < 16:
+            raise ValueError("GRU_SECRET must be at least 16 characters")
+        if self.token1_verifier == "hmac" and self.token1_secret is None:
+            raise ValueError("GRU_TOKEN1_VERIFIER=hmac requires GRU_TOKEN1_SECRET")
+        if self.token1_verifier == "http" and self.token1_url is None:
+            raise ValueError("GRU_TOKEN1_VERIFIER=http requires GRU_TOKEN1_URL")
+        if self.redis_url is None and self.workers > 1:
+            raise ValueError("GRU_WORKERS > 1 requires GRU_REDIS_URL (workers share state through Redis)")
+        if self.redis_url is None and self.role != "all":
+            raise ValueError(f"GRU_ROLE={self.role} requires GRU_REDIS_URL (ticket service and nodes meet in Redis)")
+        if self.redis_url is not None and self.secret is None:
+            raise ValueError("GRU_REDIS_URL requires GRU_SECRET (every process must sign and verify with the same key)")
+        return self
+
+    @property
+    def verifier(self) -> str:
+        """The token1 verifier in force: ``accept`` is the development default."""
+        return self.token1_verifier or "accept"
+
+    @property
+    def signing_secret(self) -> str:
+        """The token2 key; a development process without one gets a random key per start."""
+        if self.secret is not None:
+            return self.secret.get_secret_value()
+        return _EPHEMERAL_SECRET
+
+    @property
+    def user_type_names(self) -> dict[int, str]:
+        """Mapping of ``userType`` numbers to role names, e.g. ``{0: "TEACHER"}``."""
+        return parse_user_types(self.user_types)
+
+    @property
+    def cors_allowed(self) -> str | list[str]:
+        """The CORS allow-list in the form python-engineio expects."""
+        origins = [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+        return "*" if origins == ["*"] else origins
+
+
+_EPHEMERAL_SECRET = secrets.token_urlsafe(32)
+
+
+def parse_user_types(value: str) -> dict[int, str]:
+    """Parse ``"0:TEACHER,1:STUDENT"``; raise ``ValueError`` on anything else."""
+    result: dict[int, str] = {}
+    for item in value.split(","):
+        number, sep, name = item.strip().partition(":")
+        if not sep or not number.strip().lstrip("-").isdigit() or not name.strip():
+            raise ValueError(f"entry {item.strip()!r} must be NUMBER:NAME, e.g. 0:TEACHER")
+        result[int(number)] = name.strip()
+    return result
+
+
+def _describe(exc: ValidationError) -> str:
+    """Turn pydantic's report into one line per bad variable, named as the user typed it."""
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"])
+        name = f"{ENV_PREFIX}{where.upper()}" if where else "configuration"
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{name}: {message}")
+    return "invalid configuration: " + "; ".join(lines)

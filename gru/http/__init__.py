@@ -1,0 +1,1 @@
+"""http layer of Gru (see docs/architecture.md)."""

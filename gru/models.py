@@ -1,0 +1,79 @@
+"""Small frozen values shared by every layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+UserId = Union[int, str]
+
+
+@dataclass(frozen=True, slots=True)
+class UserKey:
+    """A user as the system addresses them: id (normalised to text) and type."""
+
+    id: str
+    type: int
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What a valid ``token2`` proves: who the holder is, until when."""
+
+    user_id: str
+    user_type: int
+    user_name: str
+    expires_at: float
+
+    @property
+    def key(self) -> UserKey:
+        return UserKey(self.user_id, self.user_type)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """An authenticated connection: who, in which group, and the id as the user sent it."""
+
+    conn_id: str
+    identity: Identity
+    group: str
+    display_id: UserId
+
+    @property
+    def user(self) -> UserKey:
+        return self.identity.key
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """An accepted message, ready for the wire."""
+
+    id: int
+    create_time: int
+    content: str
+    sender: Session
+    expire_time: int = 0
+
+    def as_wire(self) -> dict:
+        """The ``msg`` event body of the contract (with the allowed ``from`` addition)."""
+        return {
+            "id": self.id,
+            "createTime": self.create_time,
+            "content": self.content,
+            "expireTime": self.expire_time,
+            "from": {
+                "id": self.sender.display_id,
+                "type": self.sender.identity.user_type,
+                "name": self.sender.identity.user_name,
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A long-connection node as the ticket service sees it."""
+
+    name: str
+    addr: str | None
+    connections: int = 0
+    state: str = "up"

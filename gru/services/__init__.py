@@ -1,0 +1,1 @@
+"""services layer of Gru (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""sockets layer of Gru (see docs/architecture.md)."""

@@ -1,0 +1,129 @@
+"""``auth`` / ``msg`` / ``online`` handlers: parse the wire, call the services, emit the results.
+
+Every event gets an answer: a result object on success, ``{"success": false, "errorCode", "msg"}``
+on any refusal, so a client never waits for a reply that will not come.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import socketio
+
+from gru.errors import Code, GruError
+from gru.models import Session
+from gru.services.messaging import Messaging
+from gru.services.presence import Presence
+from gru.services.sessions import Sessions
+from gru.sockets.payloads import decode_group, decode_object, first_arg
+from gru.sockets.rooms import group_room, user_room
+
+log = logging.getLogger(__name__)
+
+OK_RESULT = {"success": True, "errorCode": 0, "msg": ""}
+HARD_CLOSE_DELAY = 2.0  # seconds a refused client gets to close by itself before we close it
+
+
+class EventHandlers:
+    """Binds the services to one ``socketio.Server``."""
+
+    def __init__(self, sio: socketio.Server, sessions: Sessions, messaging: Messaging,
+                 presence: Presence, auth_timeout: float) -> None:
+        self._sio = sio
+        self._sessions = sessions
+        self._messaging = messaging
+        self._presence = presence
+        self._auth_timeout = auth_timeout
+        self._pending: set[str] = set()
+
+    def register(self) -> None:
+        """Attach every handler to the server."""
+        self._sio.on("connect", self.on_connect)
+        self._sio.on("disconnect", self.on_disconnect)
+        self._sio.on("auth", self.on_auth)
+        self._sio.on("msg", self.on_msg)
+        self._sio.on("online", self.on_online)
+        self._sio.on("*", self.on_other)
+
+    def on_connect(self, sid: str, environ: dict, auth: object = None) -> None:
+        self._pending.add(sid)
+        log.info("connect sid=%s peer=%s transport=%s", sid, environ.get("REMOTE_ADDR"),
+                 _transport(environ))
+        self._sio.start_background_task(self._expire_unauthenticated, sid)
+
+    def on_disconnect(self, sid: str, reason: object = None) -> None:
+        self._pending.discard(sid)
+        session = self._sessions.end(sid)
+        who = f" user={session.identity.user_id} group={session.group}" if session else ""
+        log.info("disconnect sid=%s reason=%s%s", sid, reason, who)
+
+    def on_auth(self, sid: str, *args: object) -> None:
+        try:
+            payload = decode_object(first_arg(args), "auth")
+            session, role = self._sessions.authenticate(sid, payload)
+        except GruError as exc:
+            log.info("auth refused sid=%s code=%s reason=%s", sid, int(exc.code), exc.message)
+            self._sio.emit("auth_result", exc.as_result(), to=sid)
+            self._refuse(sid)
+            return
+        self._pending.discard(sid)
+        self._sio.enter_room(sid, group_room(session.group))
+        self._sio.enter_room(sid, user_room(session.user))
+        log.info("auth ok sid=%s user=%s type=%s group=%s", sid, session.identity.user_id,
+                 session.identity.user_type, session.group)
+        self._sio.emit("auth_result", {**OK_RESULT, "data": {"userType": role}}, to=sid)
+
+    def on_msg(self, sid: str, *args: object) -> None:
+        def send(session: Session) -> dict:
+            message = self._messaging.send(session, decode_object(first_arg(args), "msg"))
+            return {**OK_RESULT, "data": {"id": message.id, "createTime": message.create_time}}
+
+        self._answer(sid, "msg_result", send)
+
+    def on_online(self, sid: str, *args: object) -> None:
+        def online(session: Session) -> list:
+            return self._presence.online(session, decode_group(first_arg(args)))
+
+        self._answer(sid, "online_result", online)
+
+    def on_other(self, event: str, sid: str, *args: object) -> None:
+        """Unknown events are answered with ``error`` rather than silently dropped."""
+        error = GruError(Code.BAD_FIELD, f"unknown event {event[:64]!r}: use auth, msg or online")
+        self._sio.emit("error", error.as_result(), to=sid)
+
+    def _answer(self, sid: str, result_event: str, action: Callable[[Session], object]) -> None:
+        """Run ``action`` for an authenticated session and emit its result or its error."""
+        try:
+            result = action(self._sessions.get(sid))
+        except GruError as exc:
+            result = exc.as_result()
+        except Exception:
+            log.exception("%s failed for sid=%s", result_event, sid)
+            result = GruError(Code.SERVER_ERROR).as_result()
+        self._sio.emit(result_event, result, to=sid)
+
+    def _expire_unauthenticated(self, sid: str) -> None:
+        self._sio.sleep(self._auth_timeout)
+        if sid in self._pending:
+            log.info("auth timeout sid=%s after %.1fs", sid, self._auth_timeout)
+            self._sio.emit("auth_result", GruError(Code.AUTH_TIMEOUT).as_result(), to=sid)
+            self._refuse(sid)
+
+    def _refuse(self, sid: str) -> None:
+        """Disconnect after the answer; close the transport too if the client ignores us."""
+        self._pending.discard(sid)
+        eio_sid = self._sio.manager.eio_sid_from_sid(sid, "/")
+        self._sio.disconnect(sid)
+        if eio_sid is not None:
+            self._sio.start_background_task(self._hard_close, eio_sid)
+
+    def _hard_close(self, eio_sid: str) -> None:
+        self._sio.sleep(HARD_CLOSE_DELAY)
+        if eio_sid in self._sio.eio.sockets:
+            self._sio.eio.disconnect(eio_sid)
+
+
+def _transport(environ: dict) -> str:
+    query = environ.get("QUERY_STRING", "")
+    return "websocket" if "transport=websocket" in query else "polling"

@@ -1,0 +1,15 @@
+"""Names of the socket.io rooms Gru uses; kept in one place so every emitter agrees."""
+
+from __future__ import annotations
+
+from gru.models import UserKey
+
+
+def group_room(group: str) -> str:
+    """Every authenticated connection of a group."""
+    return f"g:{group}"
+
+
+def user_room(user: UserKey) -> str:
+    """Every connection of one user (several devices)."""
+    return f"u:{user.type}:{user.id}"
