@@ -1,25 +1,8 @@
-"""gunicorn settings for Gru, read from ``GRU_*`` variables (a ``--bind`` on the command line wins)."""
+"""gunicorn settings for ``gunicorn -c gunicorn.conf.py wsgi:app``; the logic lives in ``gru/gunicorn_conf.py``."""
 
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from gru.config import ConfigError, Settings  # noqa: E402
-
-try:
-    _settings = Settings.from_env(os.environ)
-except ConfigError as exc:
-    sys.exit(f"gru: {exc}")
-
-bind = [_settings.bind]
-workers = _settings.workers
-worker_class = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
-worker_connections = _settings.worker_connections
-timeout = 30
-graceful_timeout = 10
-keepalive = 5
-control_socket_disable = True
-loglevel = _settings.log_level.lower()
-accesslog = None
-proc_name = f"gru-{_settings.node_name}"
+from gru.gunicorn_conf import *  # noqa: E402, F403

@@ -1,9 +1,3 @@
-"""WSGI entry point: ``gunicorn -c gunicorn.conf.py wsgi:app``."""
+"""WSGI entry point at the top of the checkout: ``gunicorn -c gunicorn.conf.py wsgi:app``."""
 
-from gevent import monkey
-
-monkey.patch_all()
-
-from gru.app import create_app  # noqa: E402 - patching must come first
-
-app = application = create_app()
+from gru.wsgi import app, application  # noqa: F401 - gru.wsgi monkey-patches gevent first

@@ -42,7 +42,7 @@ class TokenService:
             raise GruError(Code.TOKEN_INVALID, "token2 is missing or malformed")
         try:
             claims = jwt.decode(token, self._secret, algorithms=[ALGORITHM], issuer=ISSUER,
-                                options={"verify_exp": False, "require": ["sub", "exp", "iss"]})
+                                options={"verify_exp": False, "verify_iat": False, "verify_nbf": False, "require": ["sub", "exp", "iss"]})
         except jwt.PyJWTError:
             raise GruError(Code.TOKEN_INVALID, "token2 signature or format is invalid") from None
         try:

@@ -1,0 +1,64 @@
+"""Settings: defaults, parsing, and the refusals that keep a bad deployment from starting."""
+
+import pytest
+
+from gru.config import ConfigError, Settings
+
+SECRET = "s" * 32
+
+
+def test_defaults_are_the_embedded_single_process_service():
+    settings = Settings.from_env({})
+    assert settings.bind == "0.0.0.0:30000"
+    assert settings.workers == 1
+    assert settings.node_name == "node_1"
+    assert settings.verifier == "accept"
+    assert settings.auth_timeout == 10
+    assert settings.max_content == 65536
+    assert settings.redis_url is None
+    assert settings.user_type_names == {0: "TEACHER", 1: "STUDENT"}
+
+
+def test_values_come_from_gru_variables_and_other_variables_are_ignored():
+    settings = Settings.from_env({"GRU_BIND": "127.0.0.1:11111", "GRU_AUTH_TIMEOUT": "2.5",
+                                  "GRU_USER_TYPES": "0:T,1:S,2:PARENT", "HOME": "/x", "GRU_WORKERS": ""})
+    assert settings.bind == "127.0.0.1:11111"
+    assert settings.auth_timeout == 2.5
+    assert settings.user_type_names[2] == "PARENT"
+    assert settings.workers == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"GRU_BIND": "30000"}, "GRU_BIND"),
+        ({"GRU_WORKERS": "many"}, "GRU_WORKERS"),
+        ({"GRU_AUTH_TIMEOUT": "-1"}, "GRU_AUTH_TIMEOUT"),
+        ({"GRU_TOKEN1_VERIFIER": "ldap"}, "GRU_TOKEN1_VERIFIER"),
+        ({"GRU_PUBLIC_ADDR": "10.0.0.1:11111"}, "GRU_PUBLIC_ADDR"),
+        ({"GRU_USER_TYPES": "TEACHER"}, "GRU_USER_TYPES"),
+        ({"GRU_ENV": "production"}, "GRU_SECRET"),
+        ({"GRU_ENV": "production", "GRU_SECRET": SECRET}, "GRU_TOKEN1_VERIFIER"),
+        ({"GRU_ENV": "production", "GRU_SECRET": SECRET, "GRU_TOKEN1_VERIFIER": "accept"}, "accept"),
+        ({"GRU_SECRET": "short"}, "16 characters"),
+        ({"GRU_TOKEN1_VERIFIER": "hmac"}, "GRU_TOKEN1_SECRET"),
+        ({"GRU_TOKEN1_VERIFIER": "http"}, "GRU_TOKEN1_URL"),
+        ({"GRU_WORKERS": "2"}, "GRU_REDIS_URL"),
+        ({"GRU_REDIS_URL": "http://x"}, "GRU_REDIS_URL"),
+    ],
+)
+def test_bad_configuration_is_refused_with_the_variable_named(env, needle):
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    assert needle in str(info.value)
+
+
+def test_production_starts_with_a_secret_and_a_real_verifier():
+    settings = Settings.from_env({"GRU_ENV": "production", "GRU_SECRET": SECRET, "GRU_TOKEN1_VERIFIER": "hmac",
+                                  "GRU_TOKEN1_SECRET": "k" * 20})
+    assert settings.signing_secret == SECRET
+
+
+def test_secrets_are_not_shown_in_the_settings_repr():
+    settings = Settings.from_env({"GRU_SECRET": SECRET})
+    assert SECRET not in repr(settings)

@@ -1,0 +1,93 @@
+"""token1 verifiers: accept (development), hmac (shared secret) and http (business system call)."""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from gru.errors import Code, GruError
+from gru.services.token1 import AcceptVerifier, HmacVerifier, HttpVerifier, sign_token1
+
+NOW = 1_800_000_000
+
+
+def test_accept_takes_any_non_empty_token_and_warns(caplog):
+    verifier = AcceptVerifier()
+    assert "development only" in caplog.text
+    verifier.verify("1", 0, "a", "anything")
+    with pytest.raises(GruError):
+        verifier.verify("1", 0, "a", "")
+
+
+def test_hmac_accepts_a_token_signed_for_this_user():
+    verifier = HmacVerifier("secret", clock=lambda: NOW)
+    verifier.verify("123", 1, "a", sign_token1("secret", "123", 1, NOW + 60))
+
+
+@pytest.mark.parametrize("token1", [
+    sign_token1("secret", "124", 1, NOW + 60),  # another user
+    sign_token1("secret", "123", 0, NOW + 60),  # another type
+    sign_token1("other", "123", 1, NOW + 60),  # another key
+    sign_token1("secret", "123", 1, NOW - 1),  # expired
+    "garbage", "123.", ".abc", "9" * 20 + ".abc",
+])
+def test_hmac_rejects_anything_else(token1):
+    with pytest.raises(GruError) as info:
+        HmacVerifier("secret", clock=lambda: NOW).verify("123", 1, "a", token1)
+    assert info.value.code is Code.TOKEN1_REJECTED
+
+
+class BusinessSystem(BaseHTTPRequestHandler):
+    """A stand-in business system on loopback whose answer is chosen by token1."""
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        token = body["token1"]
+        if token == "slow":
+            time.sleep(2)
+        status, answer = {"good": (200, {"valid": True}), "bad": (200, {"valid": False}),
+                          "denied": (403, {}), "broken": (500, {}), "notjson": (200, None)}.get(token, (200, {}))
+        self.send_response(status)
+        self.end_headers()
+        self.wfile.write(b"<html>" if answer is None else json.dumps(answer).encode())
+
+    def log_message(self, *args):
+        pass
+
+
+class QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass  # the slow answer finds its client gone: expected
+
+
+@pytest.fixture(scope="module")
+def business_url():
+    server = QuietServer(("127.0.0.1", 0), BusinessSystem)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/verify"
+    server.shutdown()
+
+
+def test_http_accepts_when_the_business_system_says_valid(business_url):
+    HttpVerifier(business_url, timeout=1).verify("1", 0, "a", "good")
+
+
+@pytest.mark.parametrize(("token1", "code"), [
+    ("bad", Code.TOKEN1_REJECTED), ("denied", Code.TOKEN1_REJECTED),
+    ("broken", Code.UNAVAILABLE), ("notjson", Code.UNAVAILABLE), ("slow", Code.UNAVAILABLE),
+])
+def test_http_maps_the_business_systems_answer(business_url, token1, code):
+    started = time.monotonic()
+    with pytest.raises(GruError) as info:
+        HttpVerifier(business_url, timeout=0.5).verify("1", 0, "a", token1)
+    assert info.value.code is code
+    assert time.monotonic() - started < 1.5  # a slow business system never hangs the ticket
+
+
+def test_http_unreachable_business_system_is_unavailable():
+    with pytest.raises(GruError) as info:
+        HttpVerifier("http://127.0.0.1:9/verify", timeout=0.5).verify("1", 0, "a", "good")
+    assert info.value.code is Code.UNAVAILABLE

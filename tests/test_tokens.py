@@ -1,0 +1,75 @@
+"""token2: issued for one user, reusable until it expires, and unforgeable."""
+
+import jwt
+import pytest
+
+from gru.errors import Code, GruError
+from gru.services.tokens import TokenService
+
+
+class Clock:
+    def __init__(self, now=1_800_000_000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_token_proves_the_user_it_was_issued_for_and_can_be_reused():
+    clock = Clock()
+    tokens = TokenService("k" * 32, ttl=60, clock=clock)
+    token, identity = tokens.issue("123", 1, "张三")
+    assert tokens.verify(token) == identity
+    assert tokens.verify(token) == identity  # reconnects re-send the same token
+    assert (identity.user_id, identity.user_type, identity.user_name) == ("123", 1, "张三")
+
+
+def test_an_expired_token_is_refused():
+    clock = Clock()
+    tokens = TokenService("k" * 32, ttl=60, clock=clock)
+    token, _ = tokens.issue("123", 1, "a")
+    clock.now += 61
+    with pytest.raises(GruError) as info:
+        tokens.verify(token)
+    assert info.value.code is Code.TOKEN_EXPIRED
+
+
+def _claims(token):
+    return jwt.decode(token, options={"verify_signature": False})
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda t: t[:-2] + ("A" if t[-2] != "A" else "B") + t[-1],  # signature altered
+    lambda t: t[: len(t) // 2],  # truncated
+    lambda t: "",
+    lambda t: "not.a.token",
+    lambda t: 12345,
+    lambda t: None,
+    lambda t: "x" * 5000,
+])
+def test_tampered_or_malformed_tokens_are_refused(mangle):
+    tokens = TokenService("k" * 32, ttl=60, clock=Clock())
+    token, _ = tokens.issue("123", 1, "a")
+    with pytest.raises(GruError) as info:
+        tokens.verify(mangle(token))
+    assert info.value.code is Code.TOKEN_INVALID
+
+
+def test_claims_changed_without_the_secret_are_refused():
+    clock = Clock()
+    tokens = TokenService("k" * 32, ttl=60, clock=clock)
+    token, _ = tokens.issue("123", 1, "a")
+    claims = _claims(token) | {"sub": "999"}
+    forged = jwt.encode(claims, "another-secret-of-enough-length", algorithm="HS256")
+    unsigned = jwt.encode(claims, None, algorithm="none")
+    for bad in (forged, unsigned):
+        with pytest.raises(GruError) as info:
+            tokens.verify(bad)
+        assert info.value.code is Code.TOKEN_INVALID
+
+
+def test_a_token_from_another_deployment_is_refused():
+    clock = Clock()
+    token, _ = TokenService("a" * 32, ttl=60, clock=clock).issue("123", 1, "a")
+    with pytest.raises(GruError):
+        TokenService("b" * 32, ttl=60, clock=clock).verify(token)
