@@ -109,8 +109,8 @@ class Settings(BaseModel):
                 raise ValueError("GRU_ENV=production requires GRU_SECRET")
             if self.token1_verifier in (None, "accept"):
                 raise ValueError("GRU_ENV=production requires GRU_TOKEN1_VERIFIER=hmac or http (accept is for development)")
-        if self.secret is not None and len(self.secret.get_secret_value()) < 16:
-            raise ValueError("GRU_SECRET must be at least 16 characters")
+        if self.secret is not None and len(self.secret.get_secret_value()) < 32:
+            raise ValueError("GRU_SECRET must be at least 32 characters")
         if self.token1_verifier == "hmac" and self.token1_secret is None:
             raise ValueError("GRU_TOKEN1_VERIFIER=hmac requires GRU_TOKEN1_SECRET")
         if self.token1_verifier == "http" and self.token1_url is None:

@@ -1,8 +1,8 @@
 """The one table of error codes (part of the public contract) and the domain exception.
 
 Socket-side codes are small negative integers carried in ``auth_result``, ``msg_result`` and
-``online_result``; ticket-side codes equal the HTTP status of the answer. ``docs/errors.md``
-is generated from this table (``python -m gru.errors``) so the two never drift apart.
+``online_result``; ticket-side codes equal the HTTP status of the answer. The table in
+the README is generated from this one (``python -m gru.errors``); a test keeps them equal.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ class Code(IntEnum):
 
     OK = (0, "", "all")
 
-    # Ticket API (HTTP): errorCode equals the HTTP status.
-    BAD_REQUEST = (400, "missing or invalid parameter", "ticket")
-    TOKEN1_REJECTED = (401, "token1 rejected by the business system", "ticket")
-    NOT_FOUND = (404, "not found", "ticket")
-    METHOD_NOT_ALLOWED = (405, "method not allowed", "ticket")
-    INTERNAL = (500, "internal error", "ticket")
-    UNAVAILABLE = (503, "service unavailable", "ticket")
+    # HTTP (ticket API and other endpoints): errorCode equals the HTTP status.
+    BAD_REQUEST = (400, "missing or invalid parameter", "http")
+    TOKEN1_REJECTED = (401, "token1 rejected by the business system", "http")
+    NOT_FOUND = (404, "not found", "http")
+    METHOD_NOT_ALLOWED = (405, "method not allowed", "http")
+    INTERNAL = (500, "internal error", "http")
+    UNAVAILABLE = (503, "service unavailable", "http")
 
     # Socket events: small negative integers.
     BAD_JSON = (-1, "payload is not valid JSON", "socket")
@@ -45,8 +45,6 @@ class Code(IntEnum):
     TARGET_OFFLINE = (-12, "target user is offline", "msg")
     BAD_GROUP = (-13, "group id is missing or invalid", "socket")
     DELIVERY_UNAVAILABLE = (-14, "delivery is unavailable, message not sent", "msg")
-    RATE_LIMITED = (-15, "too many messages, slow down", "msg")
-    FORBIDDEN = (-16, "not allowed", "socket")
     BAD_CONTENT = (-17, "content must be a string", "msg")
     SERVER_ERROR = (-99, "internal server error", "socket")
 

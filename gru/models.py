@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
-UserId = Union[int, str]
+UserId = int | str
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,7 @@ def test_values_come_from_gru_variables_and_other_variables_are_ignored():
         ({"GRU_ENV": "production"}, "GRU_SECRET"),
         ({"GRU_ENV": "production", "GRU_SECRET": SECRET}, "GRU_TOKEN1_VERIFIER"),
         ({"GRU_ENV": "production", "GRU_SECRET": SECRET, "GRU_TOKEN1_VERIFIER": "accept"}, "accept"),
-        ({"GRU_SECRET": "short"}, "16 characters"),
+        ({"GRU_SECRET": "short"}, "32 characters"),
         ({"GRU_TOKEN1_VERIFIER": "hmac"}, "GRU_TOKEN1_SECRET"),
         ({"GRU_TOKEN1_VERIFIER": "http"}, "GRU_TOKEN1_URL"),
         ({"GRU_WORKERS": "2"}, "GRU_REDIS_URL"),

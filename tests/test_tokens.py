@@ -60,7 +60,7 @@ def test_claims_changed_without_the_secret_are_refused():
     tokens = TokenService("k" * 32, ttl=60, clock=clock)
     token, _ = tokens.issue("123", 1, "a")
     claims = _claims(token) | {"sub": "999"}
-    forged = jwt.encode(claims, "another-secret-of-enough-length", algorithm="HS256")
+    forged = jwt.encode(claims, "another-secret-of-enough-length-0123456789", algorithm="HS256")
     unsigned = jwt.encode(claims, None, algorithm="none")
     for bad in (forged, unsigned):
         with pytest.raises(GruError) as info:

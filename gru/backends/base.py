@@ -38,5 +38,6 @@ class Backend(ABC):
     def live_nodes(self) -> list[Node]:
         """The nodes that are currently alive, in no particular order."""
 
+    @abstractmethod
     def close(self) -> None:
-        """Release connections and background tasks (nothing by default)."""
+        """Release connections and background tasks."""

@@ -58,3 +58,6 @@ class MemoryBackend(Backend):
     def live_nodes(self) -> list[Node]:
         with self._lock:
             return list(self._nodes.values())
+
+    def close(self) -> None:
+        """Nothing to release: the state goes with the process."""
