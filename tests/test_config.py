@@ -1,5 +1,7 @@
 """Settings: defaults, parsing, and the refusals that keep a bad deployment from starting."""
 
+from pathlib import Path
+
 import pytest
 
 from gru.config import ConfigError, Settings
@@ -62,3 +64,9 @@ def test_production_starts_with_a_secret_and_a_real_verifier():
 def test_secrets_are_not_shown_in_the_settings_repr():
     settings = Settings.from_env({"GRU_SECRET": SECRET})
     assert SECRET not in repr(settings)
+
+
+def test_every_setting_is_documented_in_the_readme():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    missing = [f"GRU_{name.upper()}" for name in Settings.model_fields if f"`GRU_{name.upper()}`" not in readme]
+    assert missing == []
