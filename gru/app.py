@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from dataclasses import dataclass
 
 import socketio
@@ -11,43 +12,60 @@ from flask import Flask
 
 from gru.backends.base import Backend
 from gru.backends.memory import MemoryBackend
+from gru.backends.redis import Keys, RedisBackend, connect
 from gru.config import Settings
 from gru.http.errors import install_error_handlers
 from gru.http.ops import ops_blueprint
 from gru.http.ticket import ticket_blueprint
 from gru.logs import configure_logging
-from gru.models import Node
 from gru.services.ids import IdAllocator
 from gru.services.messaging import Messaging
-from gru.services.nodes import NodeDirectory
+from gru.services.nodes import NodeDirectory, NodeHeartbeat
 from gru.services.presence import Presence
 from gru.services.sessions import Sessions
 from gru.services.tickets import TicketService
 from gru.services.token1 import AcceptVerifier, HmacVerifier, HttpVerifier, Token1Verifier
 from gru.services.tokens import TokenService
 from gru.sockets.delivery import SocketDelivery
+from gru.sockets.drain import close_connections
 from gru.sockets.events import EventHandlers
+from gru.sockets.manager import GruRedisManager
 from gru.sockets.server import create_socket_server
 
 log = logging.getLogger(__name__)
 
+DRAIN_DELAY = 1.2  # seconds for gunicorn to close its listener before connections are closed
+
+REDIS_OPTIONS = {"socket_timeout": 2.0, "socket_connect_timeout": 1.0, "health_check_interval": 15}
+
 
 @dataclass
 class Gru:
-    """Everything one process runs, kept together so tests and the CLI can reach the parts."""
+    """Everything one process runs, kept together so tests, the CLI and gunicorn hooks reach the parts."""
 
     settings: Settings
     backend: Backend
     flask_app: Flask
-    sio: socketio.Server
-    wsgi_app: socketio.WSGIApp
+    sio: socketio.Server | None
+    heartbeat: NodeHeartbeat | None
+    wsgi_app: object
+
+    def drain(self) -> None:
+        """Shutting down: stop being handed out by tickets, then close connections so clients move."""
+        if self.heartbeat is None or self.sio is None:
+            return
+        log.info("draining node %s", self.settings.node_name)
+        self.heartbeat.drain()
+        self.sio.sleep(DRAIN_DELAY)
+        close_connections(self.sio, self.settings.drain_seconds)
 
 
-def create_backend(settings: Settings) -> Backend:
-    """Memory when no Redis is configured; the Redis backend belongs to the cluster set-up."""
-    if settings.redis_url:
-        raise NotImplementedError("GRU_REDIS_URL: the Redis backend is not available in this version")
-    return MemoryBackend()
+def create_backend(settings: Settings, instance_id: str) -> Backend:
+    """Memory when no Redis is configured, Redis otherwise."""
+    if not settings.redis_url:
+        return MemoryBackend()
+    client = connect(settings.redis_url, **REDIS_OPTIONS)
+    return RedisBackend(client, Keys(settings.redis_prefix), instance_id, settings.node_ttl)
 
 
 def create_verifier(settings: Settings) -> Token1Verifier:
@@ -59,34 +77,53 @@ def create_verifier(settings: Settings) -> Token1Verifier:
     return AcceptVerifier()
 
 
-def build(settings: Settings) -> Gru:
-    """Wire backend, services and both doors (HTTP and socket.io) from one settings object."""
-    configure_logging(settings.log_level)
-    if settings.secret is None:
-        log.warning("GRU_SECRET is not set: token2 is signed with a random key that changes at every start")
-    backend = create_backend(settings)
+def _socket_side(settings: Settings, backend: Backend, tokens: TokenService, instance_id: str):
+    """The long-connection node: socket.io server, its handlers and its heartbeat."""
+    manager = None
+    if settings.redis_url:
+        manager = GruRedisManager(settings.redis_url, channel=Keys(settings.redis_prefix).channel)
+    sio = create_socket_server(settings, manager)
     user_types = settings.user_type_names
-    tokens = TokenService(settings.signing_secret, settings.token_ttl)
     presence = Presence(backend)
-    nodes = NodeDirectory(backend)
-    nodes.announce(Node(settings.node_name, settings.public_addr))
-    sio = create_socket_server(settings)
     sessions = Sessions(tokens, presence, user_types)
     messaging = Messaging(IdAllocator(backend), presence, SocketDelivery(sio), user_types, settings.max_content)
     EventHandlers(sio, sessions, messaging, presence, settings.auth_timeout).register()
+    heartbeat = NodeHeartbeat(backend, instance_id, settings.node_name, settings.public_addr,
+                              lambda: len(sio.eio.sockets), settings.heartbeat_interval)
+    heartbeat.beat()  # be on the node list before the first ticket is asked for
+    sio.start_background_task(heartbeat.run, sio.sleep)
+    return sio, heartbeat
+
+
+def build(settings: Settings) -> Gru:
+    """Wire backend, services and the doors the role asks for (HTTP tickets, socket.io node)."""
+    configure_logging(settings.log_level)
+    if settings.secret is None:
+        log.warning("GRU_SECRET is not set: token2 is signed with a random key that changes at every start")
+    instance_id = f"{settings.node_name}:{os.getpid()}:{secrets.token_hex(3)}"
+    backend = create_backend(settings, instance_id)
+    tokens = TokenService(settings.signing_secret, settings.token_ttl)
+    sio = heartbeat = None
+    if settings.role in ("all", "node"):
+        sio, heartbeat = _socket_side(settings, backend, tokens, instance_id)
 
     flask_app = Flask("gru")
     flask_app.json.sort_keys = False
     install_error_handlers(flask_app)
     flask_app.register_blueprint(ops_blueprint(settings.node_name))
-    tickets = TicketService(create_verifier(settings), tokens, nodes, user_types)
-    flask_app.register_blueprint(ticket_blueprint(tickets))
-    wsgi_app = socketio.WSGIApp(sio, flask_app)
+    if settings.role in ("all", "ticket"):
+        tickets = TicketService(create_verifier(settings), tokens, NodeDirectory(backend), settings.user_type_names)
+        flask_app.register_blueprint(ticket_blueprint(tickets))
+    wsgi_app = socketio.WSGIApp(sio, flask_app) if sio is not None else flask_app
+    gru = Gru(settings, backend, flask_app, sio, heartbeat, wsgi_app)
     log.info("gru ready: node=%s role=%s verifier=%s backend=%s", settings.node_name, settings.role,
              settings.verifier, type(backend).__name__)
-    return Gru(settings, backend, flask_app, sio, wsgi_app)
+    return gru
 
 
-def create_app(settings: Settings | None = None) -> socketio.WSGIApp:
-    """The WSGI application for gunicorn (``wsgi:app``)."""
-    return build(settings or Settings.from_env(os.environ)).wsgi_app
+def create_app(settings: Settings | None = None):
+    """The WSGI application for gunicorn (``wsgi:app``); ``app.gru`` reaches the parts."""
+    gru = build(settings or Settings.from_env(os.environ))
+    app = gru.wsgi_app
+    app.gru = gru
+    return app

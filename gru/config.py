@@ -52,6 +52,9 @@ class Settings(BaseModel):
 
     redis_url: str | None = None
     redis_prefix: str = Field("gru", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    heartbeat_interval: float = Field(2.0, ge=0.1, le=60)
+    node_ttl: float = Field(6.0, ge=0.5, le=600)
+    drain_seconds: float = Field(2.0, ge=0, le=300)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -119,6 +122,10 @@ class Settings(BaseModel):
             raise ValueError("GRU_WORKERS > 1 requires GRU_REDIS_URL (workers share state through Redis)")
         if self.redis_url is None and self.role != "all":
             raise ValueError(f"GRU_ROLE={self.role} requires GRU_REDIS_URL (ticket service and nodes meet in Redis)")
+        if self.role == "node" and self.public_addr is None:
+            raise ValueError("GRU_ROLE=node requires GRU_PUBLIC_ADDR (the address tickets hand out for this node)")
+        if self.node_ttl < 2 * self.heartbeat_interval:
+            raise ValueError("GRU_NODE_TTL must be at least twice GRU_HEARTBEAT_INTERVAL (one lost beat is no death)")
         if self.redis_url is not None and self.secret is None:
             raise ValueError("GRU_REDIS_URL requires GRU_SECRET (every process must sign and verify with the same key)")
         return self

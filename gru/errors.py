@@ -46,6 +46,7 @@ class Code(IntEnum):
     BAD_GROUP = (-13, "group id is missing or invalid", "socket")
     DELIVERY_UNAVAILABLE = (-14, "delivery is unavailable, message not sent", "msg")
     BAD_CONTENT = (-17, "content must be a string", "msg")
+    STATE_UNAVAILABLE = (-18, "presence is unavailable right now, try again", "online")
     SERVER_ERROR = (-99, "internal server error", "socket")
 
 

@@ -19,9 +19,16 @@ workers = _settings.workers
 worker_class = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
 worker_connections = _settings.worker_connections
 timeout = 30
-graceful_timeout = 10
+graceful_timeout = max(10, int(_settings.drain_seconds) + 5)  # room for the drain on SIGTERM
 keepalive = 5
 control_socket_disable = True
 loglevel = _settings.log_level.lower()
 accesslog = None
 proc_name = f"gru-{_settings.node_name}"
+
+
+def post_worker_init(worker):
+    """Drain on SIGTERM: stop being handed out, then close connections so clients move elsewhere."""
+    from gru.lifecycle import install_drain_on_term
+
+    install_drain_on_term(worker)

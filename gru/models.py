@@ -70,9 +70,20 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Node:
-    """A long-connection node as the ticket service sees it."""
+    """A long-connection node as the ticket service sees it (all its worker processes together)."""
 
     name: str
     addr: str | None
     connections: int = 0
     state: str = "up"
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """One worker process of a node: the unit that heart-beats and owns connections."""
+
+    id: str
+    node: str
+    addr: str | None
+    connections: int = 0
+    state: str = "up"  # "up" or "draining"

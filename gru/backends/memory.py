@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from gru.backends.base import Backend
-from gru.models import Node, UserId, UserKey
+from gru.models import Instance, Node, UserId, UserKey
 
 
 class MemoryBackend(Backend):
@@ -51,13 +51,19 @@ class MemoryBackend(Backend):
         with self._lock:
             return bool(self._user_conns.get(user))
 
-    def register_node(self, node: Node) -> None:
+    def heartbeat(self, instance: Instance) -> None:
         with self._lock:
-            self._nodes[node.name] = node
+            self._nodes[instance.node] = Node(instance.node, instance.addr, instance.connections, instance.state)
 
     def live_nodes(self) -> list[Node]:
         with self._lock:
             return list(self._nodes.values())
+
+    def sweep_dead_instances(self) -> int:
+        return 0  # one process: nothing can die without taking this state along
+
+    def ping(self) -> bool:
+        return True
 
     def close(self) -> None:
         """Nothing to release: the state goes with the process."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gru.backends.base import BackendUnavailable
 from gru.errors import Code, GruError
 from gru.models import Message, Session, UserKey
 from gru.services import fields
@@ -31,6 +32,12 @@ class Messaging:
             raise GruError(Code.BAD_MSG_TYPE, "message type is invalid: use 1 (broadcast) or 0 (unicast)")
         content = self._check_content(payload.get("content"))
         target = self._check_target(payload.get("target")) if kind == UNICAST else None
+        try:
+            return self._route(sender, content, target)
+        except BackendUnavailable:
+            raise GruError(Code.DELIVERY_UNAVAILABLE) from None
+
+    def _route(self, sender: Session, content: str, target: UserKey | None) -> Message:
         if target is not None and not self._presence.is_online(target):
             raise GruError(Code.TARGET_OFFLINE)
         message_id, created = self._ids.next_id()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from gru.backends.base import Backend
+from gru.backends.base import Backend, BackendUnavailable
+from gru.errors import Code, GruError
 from gru.models import Session, UserId, UserKey
 from gru.services import fields
 
@@ -23,8 +24,12 @@ class Presence:
 
     def online(self, requester: Session, group: object) -> list[UserId]:
         """Ids of the users online in ``group`` (any group id a caller names is allowed for now)."""
-        return self._backend.online(fields.parse_group(group))
+        group_id = fields.parse_group(group)
+        try:
+            return self._backend.online(group_id)
+        except BackendUnavailable:
+            raise GruError(Code.STATE_UNAVAILABLE) from None
 
     def is_online(self, user: UserKey) -> bool:
-        """Whether the user has any authenticated connection."""
+        """Whether the user has any authenticated connection; may raise ``BackendUnavailable``."""
         return self._backend.is_online(user)

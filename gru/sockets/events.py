@@ -64,7 +64,7 @@ class EventHandlers:
             session, role = self._sessions.authenticate(sid, payload)
         except GruError as exc:
             log.info("auth refused sid=%s code=%s reason=%s", sid, int(exc.code), exc.message)
-            self._sio.emit("auth_result", exc.as_result(), to=sid)
+            self._reply(sid, "auth_result", exc.as_result())
             self._refuse(sid)
             return
         self._pending.discard(sid)
@@ -72,7 +72,7 @@ class EventHandlers:
         self._sio.enter_room(sid, user_room(session.user))
         log.info("auth ok sid=%s user=%s type=%s group=%s", sid, session.identity.user_id,
                  session.identity.user_type, session.group)
-        self._sio.emit("auth_result", {**OK_RESULT, "data": {"userType": role}}, to=sid)
+        self._reply(sid, "auth_result", {**OK_RESULT, "data": {"userType": role}})
 
     def on_msg(self, sid: str, *args: object) -> None:
         def send(session: Session) -> dict:
@@ -90,7 +90,7 @@ class EventHandlers:
     def on_other(self, event: str, sid: str, *args: object) -> None:
         """Unknown events are answered with ``error`` rather than silently dropped."""
         error = GruError(Code.BAD_FIELD, f"unknown event {event[:64]!r}: use auth, msg or online")
-        self._sio.emit("error", error.as_result(), to=sid)
+        self._reply(sid, "error", error.as_result())
 
     def _answer(self, sid: str, result_event: str, action: Callable[[Session], object]) -> None:
         """Run ``action`` for an authenticated session and emit its result or its error."""
@@ -101,13 +101,17 @@ class EventHandlers:
         except Exception:
             log.exception("%s failed for sid=%s", result_event, sid)
             result = GruError(Code.SERVER_ERROR).as_result()
-        self._sio.emit(result_event, result, to=sid)
+        self._reply(sid, result_event, result)
+
+    def _reply(self, sid: str, event: str, data: object) -> None:
+        """Answer the caller directly: replies never need the cross-node message queue."""
+        self._sio.emit(event, data, to=sid, ignore_queue=True)
 
     def _expire_unauthenticated(self, sid: str) -> None:
         self._sio.sleep(self._auth_timeout)
         if sid in self._pending:
             log.info("auth timeout sid=%s after %.1fs", sid, self._auth_timeout)
-            self._sio.emit("auth_result", GruError(Code.AUTH_TIMEOUT).as_result(), to=sid)
+            self._reply(sid, "auth_result", GruError(Code.AUTH_TIMEOUT).as_result())
             self._refuse(sid)
 
     def _refuse(self, sid: str) -> None:

@@ -1,0 +1,270 @@
+"""Redis backend: presence, node registry and message ids shared by every worker of every node.
+
+Layout (every key from :class:`Keys`, under ``GRU_REDIS_PREFIX``):
+
+* ``instances`` hash: instance id → JSON ``{node, addr, connections, state}`` (one per worker process)
+* ``alive:<instance>``: set with a TTL of ``node_ttl`` by every heartbeat; its absence means dead
+* ``presence:<group>`` hash: ``<instance>|<conn>`` → JSON ``[user id, user type, display id]``
+* ``user:<type>:<id>`` hash: ``<instance>|<conn>`` → group
+* ``conns:<instance>`` set: the presence entries an instance owns, so they can be removed after it dies
+* ``last-id``: the last message id handed out
+
+Reads filter out entries of dead instances, so a crashed node's users leave every online list
+within ``node_ttl`` seconds; a janitor then deletes what the dead instance left behind. Each
+process keeps a mirror of its own entries and rewrites them when Redis lost them (restart) or
+when a write failed during an outage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from urllib.parse import urlparse
+
+import redis
+from socketio.redis_manager import parse_redis_sentinel_url
+
+from gru.backends.base import Backend, BackendUnavailable
+from gru.models import Instance, Node, UserId, UserKey
+
+log = logging.getLogger(__name__)
+
+ALLOCATE_ID = """
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+local id = math.max(last + 1, tonumber(ARGV[1]))
+redis.call('SET', KEYS[1], string.format('%d', id))
+return id
+"""
+
+
+class Keys:
+    """Every Redis key and channel name of a deployment, under one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    def presence(self, group: str) -> str:
+        return self.key("presence", group)
+
+    def user(self, user: UserKey) -> str:
+        return self.key("user", str(user.type), user.id)
+
+    def conns(self, instance: str) -> str:
+        return self.key("conns", instance)
+
+    def alive(self, instance: str) -> str:
+        return self.key("alive", instance)
+
+    @property
+    def instances(self) -> str:
+        return self.key("instances")
+
+    @property
+    def last_id(self) -> str:
+        return self.key("last-id")
+
+    @property
+    def channel(self) -> str:
+        return self.key("socketio")
+
+
+def connect(url: str, **options) -> redis.Redis:
+    """A client for ``redis://``, ``rediss://``, ``unix://`` or ``redis+sentinel://`` URLs."""
+    if urlparse(url).scheme == "redis+sentinel":
+        sentinels, service, kwargs = parse_redis_sentinel_url(url)
+        return redis.sentinel.Sentinel(sentinels, **kwargs, **options).master_for(service or "mymaster", **options)
+    return redis.Redis.from_url(url, **options)
+
+
+class RedisBackend(Backend):
+    """Shared state in Redis; one instance per worker process."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, instance_id: str, node_ttl: float) -> None:
+        self._redis = client
+        self._keys = keys
+        self._instance = instance_id
+        self._ttl_ms = int(node_ttl * 1000)
+        self._allocate = client.register_script(ALLOCATE_ID)
+        self._lock = threading.Lock()
+        self._mine: dict[str, tuple[str, UserKey, UserId]] = {}  # conn → (group, user, display id)
+        self._dirty = True  # replay our presence at the next heartbeat
+
+    # -- message ids -------------------------------------------------------------------------
+
+    def allocate_id(self, floor: int) -> int:
+        try:
+            return int(self._allocate(keys=[self._keys.last_id], args=[floor]))
+        except redis.RedisError as exc:
+            raise BackendUnavailable(f"message id: {exc}") from None
+
+    # -- presence ----------------------------------------------------------------------------
+
+    def presence_add(self, group: str, user: UserKey, display_id: UserId, conn_id: str) -> None:
+        with self._lock:
+            self._mine[conn_id] = (group, user, display_id)
+        self._write(lambda pipe: self._add_entry(pipe, conn_id, group, user, display_id))
+
+    def presence_remove(self, group: str, user: UserKey, conn_id: str) -> None:
+        with self._lock:
+            self._mine.pop(conn_id, None)
+        self._write(lambda pipe: self._remove_entry(pipe, self._instance, conn_id, group, user))
+
+    def online(self, group: str) -> list[UserId]:
+        entries = self._read(lambda: self._redis.hgetall(self._keys.presence(group)))
+        live, dead = self._split_by_liveness(entries)
+        if dead:
+            self._forget_fields(self._keys.presence(group), dead)
+        seen: dict[tuple[str, int], UserId] = {}
+        for value in live.values():
+            user_id, user_type, display_id = json.loads(value)
+            seen.setdefault((user_id, user_type), display_id)
+        return list(seen.values())
+
+    def is_online(self, user: UserKey) -> bool:
+        entries = self._read(lambda: self._redis.hgetall(self._keys.user(user)))
+        live, dead = self._split_by_liveness(entries)
+        if dead:
+            self._forget_fields(self._keys.user(user), dead)
+        return bool(live)
+
+    def _add_entry(self, pipe, conn_id: str, group: str, user: UserKey, display_id: UserId) -> None:
+        field = f"{self._instance}|{conn_id}"
+        pipe.hset(self._keys.presence(group), field, json.dumps([user.id, user.type, display_id]))
+        pipe.hset(self._keys.user(user), field, group)
+        pipe.sadd(self._keys.conns(self._instance), json.dumps([conn_id, group, user.id, user.type]))
+
+    def _remove_entry(self, pipe, instance: str, conn_id: str, group: str, user: UserKey) -> None:
+        field = f"{instance}|{conn_id}"
+        pipe.hdel(self._keys.presence(group), field)
+        pipe.hdel(self._keys.user(user), field)
+        pipe.srem(self._keys.conns(instance), json.dumps([conn_id, group, user.id, user.type]))
+
+    def _split_by_liveness(self, entries: dict[bytes, bytes]) -> tuple[dict, list]:
+        """Separate hash entries of live instances from those of dead ones."""
+        owners = sorted({field.split(b"|", 1)[0].decode() for field in entries})
+        if not owners:
+            return {}, []
+        flags = self._read(lambda: self._redis.mget([self._keys.alive(o) for o in owners]))
+        alive = {o for o, flag in zip(owners, flags, strict=True) if flag is not None}
+        live, dead = {}, []
+        for field, value in entries.items():
+            if field.split(b"|", 1)[0].decode() in alive:
+                live[field] = value
+            else:
+                dead.append(field)
+        return live, dead
+
+    def _forget_fields(self, key: str, fields: list) -> None:
+        try:
+            self._redis.hdel(key, *fields)
+        except redis.RedisError:
+            pass  # the janitor will try again
+
+    # -- node registry -----------------------------------------------------------------------
+
+    def heartbeat(self, instance: Instance) -> None:
+        info = json.dumps({"node": instance.node, "addr": instance.addr, "connections": instance.connections,
+                           "state": instance.state})
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hset(self._keys.instances, instance.id, info)
+            pipe.set(self._keys.alive(instance.id), 1, px=self._ttl_ms)
+            created, _ = pipe.execute()
+        except redis.RedisError as exc:
+            self._dirty = True
+            raise BackendUnavailable(f"heartbeat: {exc}") from None
+        if created or self._dirty:
+            self._replay_presence()
+
+    def live_nodes(self) -> list[Node]:
+        raw = self._read(lambda: self._redis.hgetall(self._keys.instances))
+        ids = sorted(i.decode() for i in raw)
+        flags = self._read(lambda: self._redis.mget([self._keys.alive(i) for i in ids])) if ids else []
+        nodes: dict[str, Node] = {}
+        for instance_id, flag in zip(ids, flags, strict=True):
+            if flag is None:
+                continue
+            info = json.loads(raw[instance_id.encode()])
+            nodes[info["node"]] = _merge(nodes.get(info["node"]), info)
+        return list(nodes.values())
+
+    def sweep_dead_instances(self) -> int:
+        """Delete what dead instances left behind; return how many were swept. Safe to run anywhere."""
+        raw = self._read(lambda: self._redis.hgetall(self._keys.instances))
+        ids = sorted(i.decode() for i in raw)
+        flags = self._read(lambda: self._redis.mget([self._keys.alive(i) for i in ids])) if ids else []
+        dead = [i for i, flag in zip(ids, flags, strict=True) if flag is None and i != self._instance]
+        for instance_id in dead:
+            self._sweep(instance_id)
+        return len(dead)
+
+    def _sweep(self, instance_id: str) -> None:
+        members = self._read(lambda: self._redis.smembers(self._keys.conns(instance_id)))
+        pipe = self._redis.pipeline(transaction=False)
+        for member in members:
+            conn_id, group, user_id, user_type = json.loads(member)
+            self._remove_entry(pipe, instance_id, conn_id, group, UserKey(user_id, user_type))
+        pipe.delete(self._keys.conns(instance_id))
+        pipe.hdel(self._keys.instances, instance_id)
+        self._read(pipe.execute)
+        log.info("swept dead instance %s (%d connections)", instance_id, len(members))
+
+    def _replay_presence(self) -> None:
+        """Make Redis hold exactly this process's connections (after a Redis restart or outage)."""
+        with self._lock:
+            mine = dict(self._mine)
+        try:
+            stored = self._redis.smembers(self._keys.conns(self._instance))
+            pipe = self._redis.pipeline(transaction=False)
+            for member in stored:
+                conn_id, group, user_id, user_type = json.loads(member)
+                if conn_id not in mine:
+                    self._remove_entry(pipe, self._instance, conn_id, group, UserKey(user_id, user_type))
+            for conn_id, (group, user, display_id) in mine.items():
+                self._add_entry(pipe, conn_id, group, user, display_id)
+            pipe.execute()
+        except redis.RedisError as exc:
+            self._dirty = True
+            raise BackendUnavailable(f"presence replay: {exc}") from None
+        if self._dirty and mine:
+            log.info("presence replayed to Redis: %d connections", len(mine))
+        self._dirty = False
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _write(self, fill) -> None:
+        """Run presence writes in one round trip; on failure keep them for the next replay."""
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            fill(pipe)
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("presence write failed, will replay when Redis is back: %s", exc)
+            self._dirty = True
+
+    def _read(self, call):
+        try:
+            return call()
+        except redis.RedisError as exc:
+            raise BackendUnavailable(str(exc)) from None
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._redis.ping())
+        except redis.RedisError:
+            return False
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+def _merge(node: Node | None, info: dict) -> Node:
+    """Add one live instance to its node: connections add up; a node is up if any instance is."""
+    if node is None:
+        return Node(info["node"], info["addr"], info["connections"], info["state"])
+    state = "up" if "up" in (node.state, info["state"]) else info["state"]
+    return Node(node.name, node.addr or info["addr"], node.connections + info["connections"], state)
