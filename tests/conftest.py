@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 from clients import CLIENT_KINDS, Client, NodePuppet, make_client
-from support.processes import ServerHandle, start_gunicorn
+from support.processes import ServerHandle, free_port, start_gunicorn
+from support.redis_server import RedisServer
 
 SECRET = "test-secret-0123456789abcdef-0123456789"
 AUTH_TIMEOUT = 2.0
@@ -94,3 +95,30 @@ def clients(request) -> Iterator[Clients]:
 def kind(request) -> str:
     """Each end-to-end test runs once per real client implementation."""
     return request.param
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server shared by the session; tests isolate themselves with a key prefix."""
+    server = RedisServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix of this test only."""
+    return f"t{uuid.uuid4().hex[:8]}"
+
+
+FAST_CLUSTER = {"GRU_HEARTBEAT_INTERVAL": "0.5", "GRU_NODE_TTL": "2", "GRU_DRAIN_SECONDS": "0.5"}
+
+
+def start_node(redis_url: str, prefix: str, name: str, role: str = "node", port: int | None = None,
+               env: dict[str, str] | None = None, workers: int = 1) -> ServerHandle:
+    """One process group of a cluster (a node, the ticket service, or both) sharing Redis."""
+    port = port or free_port()
+    base = {"GRU_REDIS_URL": redis_url, "GRU_REDIS_PREFIX": prefix, "GRU_ROLE": role, "GRU_NODE_NAME": name,
+            "GRU_PUBLIC_ADDR": f"http://127.0.0.1:{port}", "GRU_SECRET": SECRET,
+            "GRU_AUTH_TIMEOUT": str(AUTH_TIMEOUT), **FAST_CLUSTER, **(env or {})}
+    return start_gunicorn("wsgi:app", env=base, port=port, config="gunicorn.conf.py", workers=workers)
