@@ -25,6 +25,7 @@
 //   waitForGo      if true: print {"phase":"ready"} once everyone is authenticated and
 //                  start broadcasting only after a line "go" arrives on stdin
 //
+// Exit code: 0 if ok (nothing lost, duplicated, echoed or refused), 1 if not, 2 on a bad config.
 // Result line: {"phase":"result","ok":..,"receivers","messages","sent","accepted","refused",
 //   "deliveries","expected","lost","duplicated","echoed","unexpected","durationMs",
 //   "deliveriesPerSec","latencyMs":{"p50","p99","max","mean"},"setupMs","clientCpuMs":{..},"error"}
@@ -57,12 +58,12 @@ function readConfig() {
   return new Promise((resolve, reject) => {
     const rl = readline.createInterface({ input: process.stdin });
     rl.once('line', (line) => {
-      rl.close();
       try {
-        resolve(JSON.parse(line));
+        resolve(JSON.parse(line)); // settle before close(), which emits 'close' at once
       } catch (err) {
         reject(err);
       }
+      rl.close();
     });
     rl.once('close', () => reject(new Error('no JSON config on argv or stdin')));
   });
@@ -351,8 +352,8 @@ function waitForGo() {
     const rl = readline.createInterface({ input: process.stdin });
     rl.on('line', (line) => {
       if (line.trim() === 'go') {
+        resolve(); // before close(): close() emits 'close' at once
         rl.close();
-        resolve();
       }
     });
     rl.once('close', () => reject(new Error('stdin closed before "go"')));
@@ -397,9 +398,11 @@ async function main() {
     error = err.message;
   }
   const cpu = { setup: setupCpuMs, phase: phaseCpu ? cpuMs(phaseCpu) : null };
-  emitLine(summarize(cfg, state, setupMs, cpu, error));
+  const result = summarize(cfg, state, setupMs, cpu, error);
+  emitLine(result);
   closeAll(users);
-  setTimeout(() => process.exit(0), 200).unref();
+  process.exitCode = result.ok ? 0 : 1;
+  setTimeout(() => process.exit(), 200).unref();
 }
 
 main().catch((err) => {
