@@ -56,6 +56,12 @@ class Settings(BaseModel):
     node_ttl: float = Field(6.0, ge=0.5, le=600)
     drain_seconds: float = Field(2.0, ge=0, le=300)
 
+    # legacy clients (Engine.IO 3: socket.io 1.x/2.x era), see docs/legacy.md
+    legacy_eio3: bool = True
+    legacy_max_body: int | None = Field(None, ge=1024, le=256 * 1024 * 1024)
+    legacy_cookie: str = Field("", pattern=r"^[A-Za-z0-9_-]{0,64}$")
+    legacy_utf8_dialect: Literal["auto", "v1", "v2"] = "auto"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Build settings from ``GRU_*`` variables; raise :class:`ConfigError` naming each bad one."""

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepare a machine for Gru: a virtual environment with the pinned packages and, for the
-# tests ("dev"), the Node clients from package-lock.json and a redis-server binary.
+# tests ("dev"), the Node clients from package-lock.json, the python-socketio 4 client in
+# .venv-legacy and a redis-server binary.
 # Idempotent and quick when nothing changed (stamps in .stamps/).
 # Usage: scripts/setup.sh runtime|dev
 set -euo pipefail
@@ -62,6 +63,20 @@ setup_node() {
   echo "$want" > .stamps/npm
 }
 
+setup_legacy_client() {
+  # python-socketio 4 (an Engine.IO 3 client) cannot share a venv with python-socketio 5.
+  local legacy="$root/.venv-legacy" reqs="tests/legacy_py/requirements.txt"
+  local want; want="$(sha256sum "$reqs" | cut -c1-16)"
+  if [ -x "$legacy/bin/python" ] && stamp_ok legacy-client "$want"; then return; fi
+  if [ ! -x "$legacy/bin/python" ]; then
+    local python; python="$(pick_python)"
+    say "creating $legacy for the python-socketio 4 test client"
+    "$python" -m venv "$legacy" 2>/dev/null || { apt_install python3-venv; "$python" -m venv "$legacy"; }
+  fi
+  "$legacy/bin/python" -m pip install -q --disable-pip-version-check -r "$reqs"
+  echo "$want" > .stamps/legacy-client
+}
+
 setup_redis() {
   command -v redis-server >/dev/null && return
   say "installing redis-server"
@@ -71,5 +86,6 @@ setup_redis() {
 setup_python
 if [ "$mode" = dev ]; then
   setup_node
+  setup_legacy_client
   setup_redis
 fi

@@ -7,6 +7,7 @@ test failures instead of production surprises.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import itertools
 import json
@@ -23,10 +24,16 @@ import socketio
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PUPPET_JS = REPO_ROOT / "tests" / "node" / "puppet.js"
 NODE_MODULES = REPO_ROOT / "node_modules"
+LEGACY_PY_PUPPET = REPO_ROOT / "tests" / "legacy_py" / "puppet.py"
+LEGACY_VENV = REPO_ROOT / ".venv-legacy"
 
-# kind -> npm module the puppet requires (later: "node2": "socket.io-client-2", ...)
-NODE_KINDS = {"node4": "socket.io-client"}
-CLIENT_KINDS = ["python", *NODE_KINDS]
+# kind -> npm module the puppet requires (npm aliases in package.json)
+NODE_KINDS = {"node4": "socket.io-client", "node2": "socket.io-client-2", "node1": "socket.io-client-1"}
+# python-socketio 4.6.1 (Engine.IO 3, XHR2 binary polling) in its own venv
+LEGACY_PY_KIND = "python4"
+# Engine.IO protocol of each kind: 3 for socket.io 1.x/2.x and python-socketio 4
+PROTOCOLS = {"python": 4, "node4": 4, LEGACY_PY_KIND: 3, "node2": 3, "node1": 3}
+CLIENT_KINDS = ["python", LEGACY_PY_KIND, *NODE_KINDS]
 TRANSPORTS = ["websocket", "polling", "upgrade"]
 _TRANSPORT_LISTS = {
     "websocket": ["websocket"],
@@ -201,21 +208,15 @@ def _from_wire(value: Any) -> Any:
     return value
 
 
-class NodePuppet:
-    """One `node tests/node/puppet.js MODULE` process hosting many NodeClients.
+class LinePuppet:
+    """One long-lived client process speaking JSON lines, hosting many named sockets.
 
-    A single long-lived process keeps Node startup cost out of every test.
+    A single process keeps interpreter startup cost out of every test.
     """
 
-    def __init__(self, kind: str = "node4", ready_timeout: float = 15.0) -> None:
-        if kind not in NODE_KINDS:
-            raise ValueError(f"unknown node client kind {kind!r}; known: {list(NODE_KINDS)}")
+    def __init__(self, kind: str, command: list[str], label: str, ready_timeout: float = 15.0) -> None:
         self.kind = kind
-        self.module = NODE_KINDS[kind]
-        if not (NODE_MODULES / self.module).is_dir():
-            raise RuntimeError(
-                f"{NODE_MODULES / self.module} is missing: run `npm ci` in {REPO_ROOT}"
-            )
+        self.module = label
         self.errors: list[dict] = []  # {"type":"error"} reports not tied to a socket
         self.version: str | None = None
         self._clients: dict[str, NodeClient] = {}
@@ -224,7 +225,7 @@ class NodePuppet:
         self._ready = threading.Event()
         self._stderr: deque[str] = deque(maxlen=200)  # last lines, for error messages
         self._proc = subprocess.Popen(
-            ["node", str(PUPPET_JS), self.module],
+            command,
             cwd=REPO_ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -239,7 +240,7 @@ class NodePuppet:
         self._stderr_reader.start()
         if not self._ready.wait(ready_timeout):
             self.close()
-            raise RuntimeError(f"node puppet ({self.module}) did not start{self.debug_info()}")
+            raise RuntimeError(f"puppet ({self.module}) did not start{self.debug_info()}")
 
     def _read(self) -> None:
         assert self._proc.stdout is not None
@@ -290,8 +291,9 @@ class NodePuppet:
             parts.append(f"\n  node stderr:\n{stderr}")
         return "".join(parts)
 
-    def new_client(self) -> NodeClient:
-        client = NodeClient(self, f"{self.kind}-{next(self._names)}")
+    def new_client(self, kind: str | None = None) -> NodeClient:
+        kind = kind or self.kind
+        client = NodeClient(self, f"{kind}-{next(self._names)}", kind)
         self._clients[client.name] = client
         return client
 
@@ -312,12 +314,49 @@ class NodePuppet:
         self._stderr_reader.join(timeout)
 
 
-class NodeClient(Client):
-    """A socket living in a NodePuppet, controlled over its stdin/stdout."""
+class NodePuppet(LinePuppet):
+    """`node tests/node/puppet.js MODULE`: hosts Node clients of every kind in NODE_KINDS."""
 
-    def __init__(self, puppet: NodePuppet, name: str) -> None:
+    def __init__(self, kind: str = "node4", ready_timeout: float = 15.0) -> None:
+        if kind not in NODE_KINDS:
+            raise ValueError(f"unknown node client kind {kind!r}; known: {list(NODE_KINDS)}")
+        for module in NODE_KINDS.values():
+            if not (NODE_MODULES / module).is_dir():
+                raise RuntimeError(f"{NODE_MODULES / module} is missing: run `npm ci` in {REPO_ROOT}")
+        super().__init__(kind, ["node", str(PUPPET_JS), NODE_KINDS[kind]], NODE_KINDS[kind], ready_timeout)
+
+
+class LegacyPythonPuppet(LinePuppet):
+    """tests/legacy_py/puppet.py under .venv-legacy: python-socketio 4.6.1 clients."""
+
+    def __init__(self, ready_timeout: float = 15.0) -> None:
+        python = LEGACY_VENV / "bin" / "python"
+        if not python.exists():
+            raise RuntimeError(f"{python} is missing: run `scripts/setup.sh dev`")
+        super().__init__(LEGACY_PY_KIND, [str(python), str(LEGACY_PY_PUPPET)], "python-socketio 4.6.1",
+                         ready_timeout)
+
+
+_legacy_py_puppet: LegacyPythonPuppet | None = None
+_legacy_py_lock = threading.Lock()
+
+
+def legacy_python_puppet() -> LegacyPythonPuppet:
+    """The one python-socketio 4.6.1 puppet of this test process, started on first use."""
+    global _legacy_py_puppet
+    with _legacy_py_lock:
+        if _legacy_py_puppet is None or _legacy_py_puppet._proc.poll() is not None:
+            _legacy_py_puppet = LegacyPythonPuppet()
+            atexit.register(_legacy_py_puppet.close)
+        return _legacy_py_puppet
+
+
+class NodeClient(Client):
+    """A socket living in a puppet process (Node or legacy Python), driven over stdin/stdout."""
+
+    def __init__(self, puppet: LinePuppet, name: str, kind: str | None = None) -> None:
         super().__init__(name)
-        self.kind = puppet.kind
+        self.kind = kind or puppet.kind
         self._puppet = puppet
         self._connect_error: str | None = None
         self._transport: str | None = None
@@ -350,7 +389,7 @@ class NodeClient(Client):
 
     def connect(self, url: str, transport: str = "websocket", timeout: float = 5.0) -> None:
         self._puppet.send({
-            "op": "connect", "name": self.name, "url": url,
+            "op": "connect", "name": self.name, "url": url, "module": NODE_KINDS.get(self.kind),
             "transports": _transport_list(transport), "reconnection": False,
             "timeout": int(timeout * 1000),
         })
@@ -380,11 +419,13 @@ class NodeClient(Client):
 
 
 def make_client(kind: str, puppet: NodePuppet | None = None) -> Client:
-    """A fresh, unconnected client of `kind`; node kinds need that kind's puppet."""
+    """A fresh, unconnected client of `kind`; node kinds need a NodePuppet (any node kind)."""
     if kind == "python":
         return PythonClient()
+    if kind == LEGACY_PY_KIND:
+        return legacy_python_puppet().new_client()
     if kind in NODE_KINDS:
-        if puppet is None or puppet.kind != kind:
-            raise ValueError(f"client kind {kind!r} needs a NodePuppet(kind={kind!r})")
-        return puppet.new_client()
+        if not isinstance(puppet, NodePuppet):
+            raise ValueError(f"client kind {kind!r} needs a NodePuppet")
+        return puppet.new_client(kind)
     raise ValueError(f"unknown client kind {kind!r}; known: {CLIENT_KINDS}")

@@ -1,28 +1,94 @@
-"""Engine.IO adjustments that keep long-polling clients from losing data.
+"""Engine.IO and Socket.IO adjustments that keep clients from losing data.
 
-python-engineio's payload decoder refuses a polling body of more than 16 packets, in the
-server and in the python-socketio client alike (the client then drops the connection with
-"transport error"). So:
-
-* the server accepts bodies of any packet count (the body size is bounded by
-  ``max_http_buffer_size`` already): clients that emit quickly lose nothing;
-* the server hands at most 16 packets to one long-poll response; the rest wait for the next
-  poll, which the client sends at once. Order is unchanged.
+* D2: python-engineio's payload decoder refuses a polling body of more than 16 packets and
+  the server then answers 200 and drops them all. The server accepts bodies of any packet
+  count (the body size is bounded by ``max_http_buffer_size`` already).
+* Clients (python-engineio 3 and 4 alike) refuse more than 16 packets per long-poll
+  response, so the server hands at most 16 to one response; the rest wait for the next poll.
+* D1: ``engineio.packet.Packet.encode()`` caches its first encoding and ignores ``b64``
+  afterwards, so a binary broadcast shared by a websocket and a polling client crashed the
+  polling response. Each socket dequeues private copies of binary packets.
+* A websocket frame the engine cannot decode ends that connection cleanly instead of
+  raising out of the transport loop and leaving the session behind.
+* R7: a client event named ``connect`` or ``disconnect`` would run the server's own
+  connection handlers; such events are dropped.
 """
 
 from __future__ import annotations
+
+import base64
+import binascii
+import logging
 
 import engineio
 import engineio.payload
 import socketio
 from engineio import exceptions
+from engineio import packet as eio_packet
+
+log = logging.getLogger(__name__)
 
 CLIENT_MAX_PACKETS_PER_POLL = 16
 SERVER_MAX_DECODE_PACKETS = 10_000
+RESERVED_EVENTS = frozenset({"connect", "disconnect"})
+
+
+def private_copy(pkt: eio_packet.Packet) -> eio_packet.Packet:
+    """A binary packet this socket may encode without touching the shared encode cache."""
+    if isinstance(pkt.data, (bytes, bytearray)):
+        return eio_packet.Packet(eio_packet.MESSAGE, data=pkt.data)
+    return pkt
+
+
+class GuardedWebSocket:
+    """Wraps the async driver's websocket; frames are checked before the engine decodes them.
+
+    ``wait()`` returns a valid frame, or ``None`` (treated as a client close) for garbage.
+    During an upgrade it returns a noop frame instead, which makes the upgrade fail cleanly.
+    """
+
+    def __init__(self, ws: object, socket: engineio.socket.Socket) -> None:
+        self._ws = ws
+        self._socket = socket
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._ws, name)
+
+    def wait(self) -> str | bytes | None:
+        data = self._ws.wait()
+        if data is None:
+            return None
+        frame = self.inbound(data)
+        if frame is None:
+            log.info("%s: undecodable websocket frame, closing", self._socket.sid)
+            return "6" if self._socket.upgrading else None
+        return frame
+
+    def send(self, data: str | bytes) -> None:
+        self._ws.send(data)
+
+    def close(self) -> None:
+        self._ws.close()
+
+    def inbound(self, data: str | bytes | bytearray) -> str | bytes | None:
+        """The frame as the engine should see it, or None if it is not a valid EIO4 frame."""
+        if isinstance(data, (bytes, bytearray)):
+            return bytes(data)
+        if not data:
+            return None
+        if data[0] == "b":
+            try:
+                base64.b64decode(data[1:], validate=True)
+            except (binascii.Error, ValueError):
+                return None
+            return data
+        return data if data[0].isdigit() else None
 
 
 class BoundedPollSocket(engineio.socket.Socket):
-    """An Engine.IO 4 socket whose long-poll responses hold at most 16 packets."""
+    """An Engine.IO 4 socket: at most 16 packets per poll, private binary copies, guarded frames."""
+
+    protocol = 4
 
     def poll(self) -> list:
         queue_empty = self.server.get_queue_empty_exception()
@@ -44,11 +110,18 @@ class BoundedPollSocket(engineio.socket.Socket):
                 self.queue.put(None)
                 break
             packets.append(pkt)
-        return packets
+        return [private_copy(p) for p in packets]
+
+    def _websocket_handler(self, ws):
+        return super()._websocket_handler(self.wrap_websocket(ws))
+
+    def wrap_websocket(self, ws: object) -> GuardedWebSocket:
+        """The frame adapter for this socket's protocol."""
+        return GuardedWebSocket(ws, self)
 
 
 class GruSocketServer(socketio.Server):
-    """python-socketio's server with the polling fixes above."""
+    """python-socketio's server with the fixes above."""
 
     def __init__(self, *args, **kwargs) -> None:
         engineio.payload.Payload.max_decode_packets = max(engineio.payload.Payload.max_decode_packets,
@@ -60,3 +133,12 @@ class GruSocketServer(socketio.Server):
         if type(socket) is engineio.socket.Socket:
             socket.__class__ = BoundedPollSocket  # same state, bounded poll()
         return super()._handle_eio_connect(eio_sid, environ)
+
+    def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None, data: list) -> None:
+        if not isinstance(data, list) or not data or not isinstance(data[0], str):
+            log.info("dropped malformed event from %s", eio_sid)
+            return
+        if data[0] in RESERVED_EVENTS:
+            log.info("dropped client event with reserved name %r from %s", data[0], eio_sid)
+            return
+        super()._handle_event(eio_sid, namespace, id, data)

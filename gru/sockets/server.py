@@ -5,12 +5,12 @@ from __future__ import annotations
 import socketio
 
 from gru.config import Settings
-from gru.sockets.engine import GruSocketServer
+from gru.sockets.legacy.sio4 import LegacySocketIOServer
 
 
 def create_socket_server(settings: Settings, client_manager: socketio.Manager | None = None) -> socketio.Server:
-    """A gevent-mode socket.io server configured from settings."""
-    return GruSocketServer(
+    """A gevent-mode socket.io server for Engine.IO 4 and (unless disabled) Engine.IO 3 clients."""
+    return LegacySocketIOServer(
         async_mode="gevent",
         client_manager=client_manager,
         logger=False,
@@ -22,4 +22,8 @@ def create_socket_server(settings: Settings, client_manager: socketio.Manager | 
         max_http_buffer_size=settings.max_payload,
         cookie=None,
         transports=["polling", "websocket"],
+        legacy_eio3=settings.legacy_eio3,
+        legacy_max_body=settings.legacy_max_body or settings.max_payload,
+        legacy_cookie=settings.legacy_cookie or None,
+        legacy_utf8_dialect=settings.legacy_utf8_dialect,
     )

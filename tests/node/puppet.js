@@ -3,11 +3,13 @@
 // client sockets, so Python tests can drive real JS clients cheaply.
 //
 // Usage: node tests/node/puppet.js [module]   (default module: socket.io-client)
-// The module may be an npm alias such as "socket.io-client-2" so the same
-// puppet drives 1.x, 2.x and 4.x clients.
+// The module may be an npm alias such as "socket.io-client-2"; a connect
+// command may name another module, so one puppet drives 1.x, 2.x and 4.x
+// clients side by side.
 //
 // stdin:  one JSON command per line
-//   {"op":"connect","name":"a","url":"http://127.0.0.1:1234","transports":["websocket"],"reconnection":false}
+//   {"op":"connect","name":"a","url":"http://127.0.0.1:1234","transports":["websocket"],"reconnection":false,
+//    "module":"socket.io-client-1"}   (module optional)
 //   {"op":"emit","name":"a","event":"auth","args":[...]}
 //   {"op":"close","name":"a"}
 //   {"op":"exit"}
@@ -25,13 +27,21 @@
 const readline = require('readline');
 
 const moduleName = process.argv[2] || 'socket.io-client';
-const lib = require(moduleName);
-// 1.x/2.x export the lookup function itself; 4.x also exports it as `.io`.
-const io = typeof lib === 'function' ? lib : lib.io;
+const libraries = new Map();
 
-function moduleVersion() {
+// The lookup function of a client module: 1.x/2.x export it itself; 4.x also as `.io`.
+function ioOf(name) {
+  if (!libraries.has(name)) {
+    const lib = require(name);
+    libraries.set(name, typeof lib === 'function' ? lib : lib.io);
+  }
+  return libraries.get(name);
+}
+ioOf(moduleName);
+
+function moduleVersion(name) {
   try {
-    return require(`${moduleName}/package.json`).version;
+    return require(`${name}/package.json`).version;
   } catch (err) {
     return 'unknown';
   }
@@ -111,6 +121,7 @@ function connect(cmd) {
   if (sockets.has(name)) throw new Error(`socket ${name} already exists`);
   const transports = cmd.transports || ['polling', 'websocket'];
   const pollingOnly = transports.length === 1 && transports[0] === 'polling';
+  const io = ioOf(cmd.module || moduleName);
   const socket = io(url, {
     transports,
     upgrade: !pollingOnly,
@@ -196,4 +207,4 @@ process.on('uncaughtException', (err) => {
 const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
 rl.on('line', handle);
 rl.on('close', shutdown);
-send({ type: 'ready', version: moduleVersion() });
+send({ type: 'ready', version: moduleVersion(moduleName) });

@@ -11,8 +11,11 @@ monkey.patch_all()
 # socketio must be imported only after monkey patching.
 import socketio  # noqa: E402, RUF100
 
+from gru.sockets.legacy.sio4 import LegacySocketIOServer  # noqa: E402
+
 # async_handlers=False: handle each client's events in order, so replies are FIFO.
-sio = socketio.Server(async_mode="gevent", async_handlers=False)
+# The legacy-capable server also serves the Engine.IO 3 client kinds of the harness.
+sio = LegacySocketIOServer(async_mode="gevent", async_handlers=False)
 app = socketio.WSGIApp(sio)
 
 
