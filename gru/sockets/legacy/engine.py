@@ -12,10 +12,13 @@ import logging
 from urllib.parse import parse_qs
 
 import engineio
+import engineio.payload
 from engineio import exceptions
 from engineio import packet as eio_packet
 
+from gru.sockets.engine import SERVER_MAX_DECODE_PACKETS, BoundedPollSocket
 from gru.sockets.legacy import eio3_codec as codec
+from gru.sockets.legacy import version_mismatches
 from gru.sockets.legacy.eio3_socket import Eio3Socket, wants_b64
 
 log = logging.getLogger(__name__)
@@ -34,12 +37,23 @@ class LegacyEngineIOServer(engineio.Server):
     def __init__(self, *args, legacy_eio3: bool = True, legacy_max_body: int | None = None,
                  legacy_cookie: str | None = None, legacy_utf8_dialect: str = "auto", **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        engineio.payload.Payload.max_decode_packets = max(engineio.payload.Payload.max_decode_packets,
+                                                          SERVER_MAX_DECODE_PACKETS)  # D2
         if legacy_utf8_dialect not in UTF8_DIALECTS:
             raise ValueError(f"legacy_utf8_dialect must be one of {UTF8_DIALECTS}")
         self.legacy_eio3 = legacy_eio3
+        for package, (expected, installed) in version_mismatches().items():
+            log.error("%s %s is installed but the legacy adapter was written for %s", package, installed, expected)
         self.legacy_max_body = legacy_max_body or self.max_http_buffer_size
         self.legacy_cookie = legacy_cookie or None
         self.legacy_utf8_dialect = legacy_utf8_dialect
+
+    def _trigger_event(self, event, *args, **kwargs):
+        if event == "connect":
+            socket = self.sockets.get(args[0])
+            if type(socket) is engineio.socket.Socket:
+                socket.__class__ = BoundedPollSocket  # an EIO4 session: same state, Gru's fixes
+        return super()._trigger_event(event, *args, **kwargs)
 
     # --- dispatcher --------------------------------------------------------
     def handle_request(self, environ, start_response):
@@ -118,12 +132,12 @@ class LegacyEngineIOServer(engineio.Server):
             return self._bad_request("Invalid websocket upgrade")
         if transport == "polling" and socket.get_waiting:
             log.info("%s: overlapping polls, closing the session", socket.sid)
-            self.disconnect(socket.sid)
+            self._drop(socket)
             return self._bad_request("Overlapping polls")
         try:
             packets = socket.handle_get_request(environ, start_response)
         except exceptions.EngineIOError:
-            self.disconnect(socket.sid)
+            self._drop(socket)
             return self._bad_request()
         if socket.closed:
             self.sockets.pop(socket.sid, None)
@@ -135,13 +149,18 @@ class LegacyEngineIOServer(engineio.Server):
         try:
             socket.handle_post_request(environ)
         except exceptions.EngineIOError:
-            self.disconnect(socket.sid)
+            self._drop(socket)
             return self._bad_request()
         except Exception:  # noqa: BLE001 - one bad request must not take the worker down
             log.exception("%s: EIO3 POST failed", socket.sid)
-            self.disconnect(socket.sid)
+            self._drop(socket)
             return self._bad_request()
         return self._post_ok()
+
+    def _drop(self, socket: Eio3Socket) -> None:
+        """Close a session after a protocol error without waiting for a poll to drain it."""
+        socket.close(wait=False, reason=self.reason.TRANSPORT_ERROR)
+        self.sockets.pop(socket.sid, None)
 
     def _handle_connect_eio3(self, environ, start_response, transport, jsonp_index):
         """Open an EIO3 session: OPEN (and the implicit ``40``) in the first response."""

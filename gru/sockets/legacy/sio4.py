@@ -4,6 +4,8 @@ Only three things differ from protocol 5 on the wire, all per recipient and so n
 shared broadcast path: the default namespace is joined implicitly at the engine handshake;
 a client's CONNECT carries a query string instead of an auth object; the server's CONNECT
 carries no payload and a refusal is a bare value (``44/admin,"Not authorized"``).
+A protocol 4 CONNECT is answered once the connect handler has returned (there is no
+"connect, then disconnect" refusal in protocol 4), whatever ``always_connect`` says.
 """
 
 from __future__ import annotations
@@ -69,6 +71,16 @@ class LegacySocketIOServer(GruSocketServer):
                 self._handle_connect(eio_sid, namespace, query)
             return
         super()._handle_eio_message(eio_sid, data)
+
+    def _handle_connect(self, eio_sid: str, namespace: str, data) -> None:
+        if not (self.always_connect and self.is_legacy(eio_sid)):
+            return super()._handle_connect(eio_sid, namespace, data)
+        # protocol 4 has no "connect, then disconnect" refusal: answer as always_connect=False
+        self.always_connect = False
+        try:
+            return super()._handle_connect(eio_sid, namespace, data)
+        finally:
+            self.always_connect = True
 
     def _send_packet(self, eio_sid: str, pkt) -> None:
         if pkt.packet_type in (sio_packet.CONNECT, sio_packet.CONNECT_ERROR, sio_packet.DISCONNECT) \
