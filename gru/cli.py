@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -37,6 +38,36 @@ def serve(bind: str | None, workers: int | None, gunicorn_args: tuple[str, ...])
 
 
 @main.command()
+@click.option("--nodes", default=3, show_default=True, help="Number of long-connection nodes.")
+@click.option("--redis-url", envvar="GRU_REDIS_URL", help="Use this Redis instead of starting one.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address every process binds to.")
+@click.option("--ticket-port", default=30000, show_default=True)
+@click.option("--first-node-port", default=11111, show_default=True, help="node_1's port; node_N adds 2 each.")
+@click.option("--workers", default=1, show_default=True, help="gunicorn workers per process.")
+def cluster(nodes: int, redis_url: str | None, host: str, ticket_port: int, first_node_port: int,
+            workers: int) -> None:
+    """Run a local deployment: Redis, a ticket service and N nodes, until Ctrl-C."""
+    from gru.cluster import LocalCluster
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the children on SIGTERM too
+    local = LocalCluster(nodes=nodes, host=host, ticket_port=ticket_port, first_node_port=first_node_port,
+                         redis_url=redis_url, workers=workers)
+    try:
+        local.start(echo=_say)
+        _say(click.style(f"ready: tickets at http://{host}:{ticket_port}/ticket — Ctrl-C stops everything",
+                         fg="green"))
+        local.wait()
+    except KeyboardInterrupt:
+        click.echo("stopping...")
+    except RuntimeError as exc:
+        click.secho(f"FAIL: {exc}", fg="red", err=True)
+        local.stop()
+        sys.exit(1)
+    local.stop()
+    click.echo("stopped")
+
+
+@main.command()
 @click.argument("base_url")
 @click.option("--token1", envvar="GRU_SMOKE_TOKEN1", help="token1 to present (default: signed with "
               "GRU_TOKEN1_SECRET when set, else 'smoke' for the accept verifier).")
@@ -53,6 +84,12 @@ def smoke(base_url: str, token1: str | None, token1_secret: str | None, group: s
         click.secho(f"FAIL: {exc}", fg="red", err=True)
         sys.exit(1)
     click.secho("OK: all smoke checks passed", fg="green")
+
+
+def _say(message: str) -> None:
+    """Print a line now, even when stdout is a pipe shared with the children's logs."""
+    click.echo(message)
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
