@@ -105,10 +105,11 @@ def test_broadcast_unicast_and_online_across_nodes_exactly_once(cluster, clients
     for name in ("node_1", "node_2", "node_3"):
         cluster.add(name)
     members = {}
-    for i, name in enumerate(["node_1", "node_2", "node_3", "node_1"]):
+    placement = [("node_1", "websocket"), ("node_2", "polling"), ("node_3", "upgrade"), ("node_1", "polling")]
+    for i, (name, transport) in enumerate(placement):
         user_id = 10 + i
         members[user_id] = auth_on(clients, kind, cluster.nodes[name].url, get_ticket(cluster.ticket, user_id),
-                                   user_id, group)
+                                   user_id, group, transport=transport)
     sender = members[10]
     sender.emit("msg", {"type": 1, "content": "跳转到第三页"})
     assert sender.wait_for("msg_result")["success"] is True
