@@ -48,14 +48,16 @@ class Gru:
     flask_app: Flask
     sio: socketio.Server | None
     heartbeat: NodeHeartbeat | None
+    handlers: EventHandlers | None
     wsgi_app: object
 
     def drain(self) -> None:
         """Shutting down: stop being handed out by tickets, then close connections so clients move."""
-        if self.heartbeat is None or self.sio is None:
+        if self.heartbeat is None or self.sio is None or self.handlers is None:
             return
         log.info("draining node %s", self.settings.node_name)
         self.heartbeat.drain()
+        self.handlers.stop_accepting()
         self.sio.sleep(DRAIN_DELAY)
         close_connections(self.sio, self.settings.drain_seconds)
 
@@ -87,12 +89,13 @@ def _socket_side(settings: Settings, backend: Backend, tokens: TokenService, ins
     presence = Presence(backend)
     sessions = Sessions(tokens, presence, user_types)
     messaging = Messaging(IdAllocator(backend), presence, SocketDelivery(sio), user_types, settings.max_content)
-    EventHandlers(sio, sessions, messaging, presence, settings.auth_timeout).register()
+    handlers = EventHandlers(sio, sessions, messaging, presence, settings.auth_timeout)
+    handlers.register()
     heartbeat = NodeHeartbeat(backend, instance_id, settings.node_name, settings.public_addr,
                               lambda: len(sio.eio.sockets), settings.heartbeat_interval)
     heartbeat.beat()  # be on the node list before the first ticket is asked for
     sio.start_background_task(heartbeat.run, sio.sleep)
-    return sio, heartbeat
+    return sio, heartbeat, handlers
 
 
 def build(settings: Settings) -> Gru:
@@ -103,9 +106,9 @@ def build(settings: Settings) -> Gru:
     instance_id = f"{settings.node_name}:{os.getpid()}:{secrets.token_hex(3)}"
     backend = create_backend(settings, instance_id)
     tokens = TokenService(settings.signing_secret, settings.token_ttl)
-    sio = heartbeat = None
+    sio = heartbeat = handlers = None
     if settings.role in ("all", "node"):
-        sio, heartbeat = _socket_side(settings, backend, tokens, instance_id)
+        sio, heartbeat, handlers = _socket_side(settings, backend, tokens, instance_id)
 
     flask_app = Flask("gru")
     flask_app.json.sort_keys = False
@@ -115,7 +118,7 @@ def build(settings: Settings) -> Gru:
         tickets = TicketService(create_verifier(settings), tokens, NodeDirectory(backend), settings.user_type_names)
         flask_app.register_blueprint(ticket_blueprint(tickets))
     wsgi_app = socketio.WSGIApp(sio, flask_app) if sio is not None else flask_app
-    gru = Gru(settings, backend, flask_app, sio, heartbeat, wsgi_app)
+    gru = Gru(settings, backend, flask_app, sio, heartbeat, handlers, wsgi_app)
     log.info("gru ready: node=%s role=%s verifier=%s backend=%s", settings.node_name, settings.role,
              settings.verifier, type(backend).__name__)
     return gru

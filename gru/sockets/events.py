@@ -36,6 +36,7 @@ class EventHandlers:
         self._presence = presence
         self._auth_timeout = auth_timeout
         self._pending: set[str] = set()
+        self._accepting = True
 
     def register(self) -> None:
         """Attach every handler to the server."""
@@ -46,11 +47,19 @@ class EventHandlers:
         self._sio.on("online", self.on_online)
         self._sio.on("*", self.on_other)
 
-    def on_connect(self, sid: str, environ: dict, auth: object = None) -> None:
+    def stop_accepting(self) -> None:
+        """Refuse new connections from now on (the node is draining)."""
+        self._accepting = False
+
+    def on_connect(self, sid: str, environ: dict, auth: object = None) -> bool:
+        if not self._accepting:
+            log.info("connect refused sid=%s: node is draining", sid)
+            return False
         self._pending.add(sid)
         log.info("connect sid=%s peer=%s transport=%s", sid, environ.get("REMOTE_ADDR"),
                  _transport(environ))
         self._sio.start_background_task(self._expire_unauthenticated, sid)
+        return True
 
     def on_disconnect(self, sid: str, reason: object = None) -> None:
         self._pending.discard(sid)
