@@ -30,8 +30,13 @@ class Messaging:
         kind = payload.get("type")
         if isinstance(kind, bool) or kind not in (UNICAST, BROADCAST):
             raise GruError(Code.BAD_MSG_TYPE, "message type is invalid: use 1 (broadcast) or 0 (unicast)")
-        content = self._check_content(payload.get("content"))
-        target = self._check_target(payload.get("target")) if kind == UNICAST else None
+        content = self.check_content(payload.get("content"))
+        target = self.check_target(payload.get("target")) if kind == UNICAST else None
+        return self.publish(sender, content, target)
+
+    def publish(self, sender: Session, content: str, target: UserKey | None = None) -> Message:
+        """Give a checked message its id and time and hand it over: to ``target`` if given, else to
+        the sender's group except the sender's connection. Used by sockets and by system senders."""
         try:
             return self._route(sender, content, target)
         except BackendUnavailable:
@@ -48,7 +53,8 @@ class Messaging:
             self._delivery.to_user(target, message.as_wire())
         return message
 
-    def _check_content(self, content: object) -> str:
+    def check_content(self, content: object) -> str:
+        """A string within the size limit, or ``BAD_CONTENT``/``CONTENT_TOO_LARGE``."""
         if content is None:
             raise GruError(Code.BAD_CONTENT, "content is missing")
         if not isinstance(content, str):
@@ -57,7 +63,8 @@ class Messaging:
             raise GruError(Code.CONTENT_TOO_LARGE, f"content is larger than {self._max_content} bytes")
         return content
 
-    def _check_target(self, target: object) -> UserKey:
+    def check_target(self, target: object) -> UserKey:
+        """``{"id", "type"}`` of a configured user type, or ``BAD_TARGET``."""
         if not isinstance(target, dict) or target.get("id") is None or target.get("type") is None:
             raise GruError(Code.BAD_TARGET, "target must be an object with id and type")
         user_id, _ = fields.parse_id(target["id"], "target.id", Code.BAD_TARGET)
