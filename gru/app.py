@@ -18,6 +18,7 @@ from gru.http.errors import install_error_handlers
 from gru.http.ops import ops_blueprint
 from gru.http.ticket import ticket_blueprint
 from gru.logs import configure_logging
+from gru.services.history import History
 from gru.services.ids import IdAllocator
 from gru.services.messaging import Messaging
 from gru.services.nodes import NodeDirectory, NodeHeartbeat
@@ -86,10 +87,12 @@ def _socket_side(settings: Settings, backend: Backend, tokens: TokenService, ins
         manager = GruRedisManager(settings.redis_url, channel=Keys(settings.redis_prefix).channel)
     sio = create_socket_server(settings, manager)
     user_types = settings.user_type_names
-    presence = Presence(backend)
+    presence = Presence(backend, remember_seconds=settings.max_expire, online_scope=settings.online_scope)
     sessions = Sessions(tokens, presence, user_types)
-    messaging = Messaging(IdAllocator(backend), presence, SocketDelivery(sio), user_types, settings.max_content)
-    handlers = EventHandlers(sio, sessions, messaging, presence, settings.auth_timeout)
+    history = History(backend, settings.history_size, settings.history_ttl, settings.offline_size)
+    messaging = Messaging(IdAllocator(backend), presence, SocketDelivery(sio), history, user_types,
+                          settings.max_content, settings.max_expire, settings.unicast_scope)
+    handlers = EventHandlers(sio, sessions, messaging, presence, history, settings.auth_timeout)
     handlers.register()
     heartbeat = NodeHeartbeat(backend, instance_id, settings.node_name, settings.public_addr,
                               lambda: len(sio.eio.sockets), settings.heartbeat_interval)

@@ -50,6 +50,14 @@ class Settings(BaseModel):
     ping_timeout: float = Field(20.0, gt=0, le=600)
     cors_origins: str = "*"
 
+    # delivery guarantees and limits
+    history_size: int = Field(200, ge=0, le=100_000)
+    history_ttl: float = Field(600.0, ge=1, le=7 * 86400)
+    offline_size: int = Field(100, ge=1, le=100_000)
+    max_expire: int = Field(7 * 86400, ge=1, le=30 * 86400)
+    online_scope: Literal["group", "any"] = "group"
+    unicast_scope: Literal["group", "any"] = "group"
+
     redis_url: str | None = None
     redis_prefix: str = Field("gru", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     heartbeat_interval: float = Field(2.0, ge=0.1, le=60)

@@ -45,8 +45,12 @@ class Code(IntEnum):
     TARGET_OFFLINE = (-12, "target user is offline", "msg")
     BAD_GROUP = (-13, "group id is missing or invalid", "socket")
     DELIVERY_UNAVAILABLE = (-14, "delivery is unavailable, message not sent", "msg")
+    RATE_LIMITED = (-15, "too many events, slow down", "socket")
+    FORBIDDEN = (-16, "not allowed", "socket")
     BAD_CONTENT = (-17, "content must be a string", "msg")
     STATE_UNAVAILABLE = (-18, "presence is unavailable right now, try again", "online")
+    NODE_FULL = (-19, "this node is full, use a backup node", "connect")
+    TOO_MANY_PENDING = (-20, "too many unauthenticated connections from your address", "connect")
     SERVER_ERROR = (-99, "internal server error", "socket")
 
 

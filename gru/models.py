@@ -52,6 +52,7 @@ class Message:
     content: str
     sender: Session
     expire_time: int = 0
+    queued: bool = False  # kept for an offline target rather than delivered now
 
     def as_wire(self) -> dict:
         """The ``msg`` event body of the contract (with the allowed ``from`` addition)."""

@@ -64,6 +64,45 @@ def test_live_nodes_reports_the_heartbeat(backend):
     assert (node.name, node.connections, node.state) == ("node_1", 7, "draining")
 
 
+def test_history_keeps_the_newest_and_knows_what_it_dropped(backend):
+    base = 1_800_000_000_000_000
+    for i in range(8):
+        backend.history_append("g:1", base + i, {"id": base + i, "content": f"é{i}"}, size=5, ttl=60, min_id=0)
+    backend.history_append("u:1:2", base + 100, {"id": base + 100, "content": "private"}, size=5, ttl=60, min_id=0)
+    kept, complete = backend.history_since(["g:1", "u:1:2"], base + 4, min_id=0)
+    assert [m["content"] for m in kept] == ["é5", "é6", "é7", "private"] and complete is True
+    kept, complete = backend.history_since(["g:1"], base + 1, min_id=0)
+    assert [m["id"] - base for m in kept] == [3, 4, 5, 6, 7] and complete is False  # 2 was dropped
+    assert backend.history_since(["g:1"], base + 6, min_id=base + 7) == ([{"id": base + 7, "content": "é7"}], False)
+    assert backend.history_since(["nothing"], base, min_id=0) == ([], True)
+
+
+def test_history_drops_entries_older_than_min_id(backend):
+    backend.history_append("g:2", 100, {"id": 100}, size=10, ttl=60, min_id=0)
+    backend.history_append("g:2", 300, {"id": 300}, size=10, ttl=60, min_id=200)
+    assert backend.history_since(["g:2"], 50, min_id=0) == ([{"id": 300}], False)
+    assert backend.history_since(["g:2"], 100, min_id=0) == ([{"id": 300}], True)
+
+
+def test_offline_queue_is_bounded_ordered_and_taken_once(backend):
+    user = UserKey("9", 1)
+    now = int(time.time() * 1000)
+    for i in (3, 1, 2, 4):
+        backend.offline_push(user, i, {"id": i}, expire_at_ms=now + (60_000 if i != 2 else 100), size=3)
+    assert backend.offline_take(user, now_ms=now + 1000) == [{"id": 3}, {"id": 4}]  # 1 pushed out, 2 expired
+    assert backend.offline_take(user, now_ms=now + 1000) == []
+
+
+def test_last_group_is_remembered(backend):
+    user = UserKey("9", 1)
+    assert backend.last_group(user) is None
+    backend.remember_group(user, "10", ttl=60)
+    assert backend.last_group(user) == "10"
+    backend.presence_add("10", user, 9, "c1")
+    backend.presence_add("11", user, 9, "c2")
+    assert backend.online_groups(user) == {"10", "11"}
+
+
 # -- Redis only ------------------------------------------------------------------------------
 
 

@@ -91,7 +91,7 @@ def test_events_before_auth_are_answered_with_not_authenticated(gru, clients, ki
     (json.dumps({"type": 0, "target": {"id": 1}, "content": "x"}), -10),
     (json.dumps({"type": 1, "content": "x" * 65537}), -11),
     (json.dumps({"type": 1, "content": "跳" * 21846}), -11),
-    (json.dumps({"type": 0, "target": {"id": "nobody", "type": 1}, "content": "x"}), -12),
+    (json.dumps({"type": 0, "target": {"id": "nobody", "type": 1}, "content": "x"}), -16),
     (json.dumps({"type": 1, "content": {"page": 3}}), -17),
     (json.dumps({"type": 1}), -17),
 ])
@@ -129,3 +129,28 @@ def test_unknown_events_are_answered_not_dropped(gru, clients, kind, group):
     error = client.wait_for("error")
     assert error["success"] is False and "jump" in error["msg"]
     assert client.connected
+
+
+def test_unicast_to_a_classmate_who_left_is_target_offline(gru, clients, kind, group):
+    sender = clients.authed(kind, gru, 96, group)
+    leaver = clients.authed(kind, gru, 97, group)
+    leaver.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        sender.emit("msg", {"type": 0, "target": {"id": 97, "type": 1}, "content": "x"})
+        result = sender.wait_for("msg_result")
+        if result["errorCode"] == -12:
+            break
+        time.sleep(0.1)
+    assert (result["success"], result["errorCode"]) == (False, -12)
+
+
+def test_scopes_keep_classes_apart(gru, clients, kind, group):
+    me = clients.authed(kind, gru, 98, group)
+    other = clients.authed(kind, gru, 99, group + "-other")
+    me.emit("online", group + "-other")
+    assert me.wait_for("online_result") == {"success": False, "errorCode": -16, "msg": "you may only list your own group"}
+    me.emit("msg", {"type": 0, "target": {"id": 99, "type": 1}, "content": "psst"})
+    assert me.wait_for("msg_result")["errorCode"] == -16
+    time.sleep(0.3)
+    assert other.received("msg") == []

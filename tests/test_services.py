@@ -5,6 +5,7 @@ import pytest
 from gru.backends.memory import MemoryBackend
 from gru.errors import Code, GruError
 from gru.models import UserKey
+from gru.services.history import History
 from gru.services.ids import IdAllocator
 from gru.services.messaging import Messaging
 from gru.services.presence import Presence
@@ -26,15 +27,17 @@ class RecordingDelivery:
 
 
 class World:
-    def __init__(self, max_content=100):
+    def __init__(self, max_content=100, scope="group"):
         self.now = 1_800_000_000.0
-        self.backend = MemoryBackend()
-        self.tokens = TokenService("k" * 32, ttl=3600, clock=lambda: self.now)
-        self.presence = Presence(self.backend)
+        clock = lambda: self.now  # noqa: E731
+        self.backend = MemoryBackend(clock=clock)
+        self.tokens = TokenService("k" * 32, ttl=3600, clock=clock)
+        self.presence = Presence(self.backend, online_scope=scope)
         self.sessions = Sessions(self.tokens, self.presence, TYPES)
         self.delivery = RecordingDelivery()
-        self.messaging = Messaging(IdAllocator(self.backend, clock=lambda: self.now), self.presence,
-                                   self.delivery, TYPES, max_content)
+        self.history = History(self.backend, size=5, ttl=60, offline_size=3, clock=clock)
+        self.messaging = Messaging(IdAllocator(self.backend, clock=clock), self.presence, self.delivery,
+                                   self.history, TYPES, max_content, max_expire=3600, unicast_scope=scope)
 
     def auth(self, conn, user_id, user_type=1, group=10, **overrides):
         token, _ = self.tokens.issue(str(user_id), user_type, f"user {user_id}")
@@ -132,8 +135,16 @@ def test_unicast_goes_to_the_target_user(world):
     ({"type": 0, "target": "5", "content": "x"}, Code.BAD_TARGET),
     ({"type": 0, "target": {"id": 5, "type": 9}, "content": "x"}, Code.BAD_TARGET),
     ({"type": 0, "target": {"id": 5, "type": 1}, "content": "x"}, Code.TARGET_OFFLINE),
+    ({"type": 0, "target": {"id": 6, "type": 1}, "content": "x"}, Code.FORBIDDEN),
+    ({"type": 0, "target": {"id": 7, "type": 1}, "content": "x"}, Code.FORBIDDEN),
+    ({"type": 0, "target": {"id": 5, "type": 1}, "content": "x", "expire": -1}, Code.BAD_FIELD),
+    ({"type": 0, "target": {"id": 5, "type": 1}, "content": "x", "expire": 3601}, Code.BAD_FIELD),
+    ({"type": 0, "target": {"id": 5, "type": 1}, "content": "x", "expire": "60"}, Code.BAD_FIELD),
 ])
 def test_message_refusals_deliver_nothing(world, payload, code):
+    world.auth("c5", 5)
+    world.sessions.end("c5")  # user 5: last seen in the sender's group, offline now
+    world.auth("c6", 6, group=99)  # user 6: online in another group; user 7: never seen
     sender, _ = world.auth("c1", 1)
     with pytest.raises(GruError) as info:
         world.messaging.send(sender, payload)
@@ -157,3 +168,69 @@ def test_delivery_failure_is_reported_not_swallowed(world):
     with pytest.raises(GruError) as info:
         world.messaging.send(sender, {"type": 1, "content": "x"})
     assert info.value.code is Code.DELIVERY_UNAVAILABLE
+
+
+def test_scope_any_allows_other_groups():
+    world = World(scope="any")
+    sender, _ = world.auth("c1", 1)
+    world.auth("c2", 2, group=99)
+    world.messaging.send(sender, {"type": 0, "target": {"id": 2, "type": 1}, "content": "hi"})
+    assert world.presence.online(sender, 99) == [2]
+
+
+def test_online_of_another_group_is_forbidden_by_default(world):
+    sender, _ = world.auth("c1", 1)
+    with pytest.raises(GruError) as info:
+        world.presence.online(sender, 99)
+    assert info.value.code is Code.FORBIDDEN
+    assert world.presence.online(sender, "10") == [1]
+
+
+def test_offline_unicast_with_expire_is_queued_and_taken_once(world):
+    world.auth("c2", 2)
+    world.sessions.end("c2")
+    sender, _ = world.auth("c1", 1)
+    message = world.messaging.send(sender, {"type": 0, "target": {"id": 2, "type": 1}, "content": "later",
+                                            "expire": 60})
+    assert message.queued and message.expire_time == message.create_time + 60_000
+    assert world.delivery.sent == []
+    session, _ = world.auth("c3", 2)
+    missed, complete = world.history.missed(session, None)
+    assert [m["content"] for m in missed] == ["later"] and complete is None
+    assert world.history.missed(session, None) == ([], None)  # once
+
+
+def test_expired_queued_unicasts_are_not_delivered(world):
+    world.auth("c2", 2)
+    world.sessions.end("c2")
+    sender, _ = world.auth("c1", 1)
+    world.messaging.send(sender, {"type": 0, "target": {"id": 2, "type": 1}, "content": "old", "expire": 5})
+    world.now += 6
+    session, _ = world.auth("c3", 2)
+    assert world.history.missed(session, None) == ([], None)
+
+
+def test_recovery_returns_group_and_private_messages_after_the_last_seen_id(world):
+    sender, _ = world.auth("c1", 1)
+    receiver, _ = world.auth("c2", 2)
+    first = world.messaging.send(sender, {"type": 1, "content": "0"})
+    for i in range(1, 4):
+        world.now += 0.001
+        world.messaging.send(sender, {"type": 1, "content": str(i)})
+    world.messaging.send(sender, {"type": 0, "target": {"id": 2, "type": 1}, "content": "private"})
+    missed, complete = world.history.missed(receiver, first.id)
+    assert [m["content"] for m in missed] == ["1", "2", "3", "private"] and complete is True
+    ids = [m["id"] for m in missed]
+    assert ids == sorted(ids)
+
+
+def test_recovery_says_when_history_no_longer_reaches_back(world):
+    sender, _ = world.auth("c1", 1)
+    receiver, _ = world.auth("c2", 2)
+    first = world.messaging.send(sender, {"type": 1, "content": "0"})
+    for i in range(1, 8):  # history keeps 5 per stream
+        world.messaging.send(sender, {"type": 1, "content": str(i)})
+    missed, complete = world.history.missed(receiver, first.id)
+    assert [m["content"] for m in missed] == ["3", "4", "5", "6", "7"] and complete is False
+    world.now += 61  # older than the history's time to live
+    assert world.history.missed(receiver, missed[-1]["id"]) == ([], False)

@@ -40,6 +40,36 @@ class Backend(ABC):
         """Whether ``user`` has at least one live authenticated connection anywhere."""
 
     @abstractmethod
+    def online_groups(self, user: UserKey) -> set[str]:
+        """The groups in which ``user`` has a live authenticated connection (empty when offline)."""
+
+    @abstractmethod
+    def remember_group(self, user: UserKey, group: str, ttl: float) -> None:
+        """Remember the group a user last authenticated in, for ``ttl`` seconds."""
+
+    @abstractmethod
+    def last_group(self, user: UserKey) -> str | None:
+        """The group a user last authenticated in, if remembered."""
+
+    @abstractmethod
+    def history_append(self, stream: str, message_id: int, body: dict, size: int, ttl: float, min_id: int) -> None:
+        """Keep ``body`` in ``stream``'s history: the newest ``size`` entries with an id of at least
+        ``min_id``; an idle stream is forgotten after ``ttl`` seconds."""
+
+    @abstractmethod
+    def history_since(self, streams: list[str], after_id: int, min_id: int) -> tuple[list[dict], bool]:
+        """Kept messages of ``streams`` with an id above ``after_id``, in id order, and whether that is
+        complete: nothing above ``after_id`` was dropped, and ``after_id`` is not older than ``min_id``."""
+
+    @abstractmethod
+    def offline_push(self, user: UserKey, message_id: int, body: dict, expire_at_ms: int, size: int) -> None:
+        """Queue a message for an offline user until ``expire_at_ms`` (at most ``size`` kept)."""
+
+    @abstractmethod
+    def offline_take(self, user: UserKey, now_ms: int) -> list[dict]:
+        """Remove and return the user's queued, unexpired messages in id order (each is taken once)."""
+
+    @abstractmethod
     def heartbeat(self, instance: Instance) -> None:
         """Announce (or refresh) this process as part of a node; keeps its presence alive."""
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
 import threading
+import time
+from collections.abc import Callable
 
 from gru.backends.base import Backend
 from gru.models import Instance, Node, UserId, UserKey
@@ -11,12 +14,17 @@ from gru.models import Instance, Node, UserId, UserKey
 class MemoryBackend(Backend):
     """All state in dictionaries of this process; correct only for one worker."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._last_id = 0
         self._groups: dict[str, dict[UserKey, dict[str, UserId]]] = {}
-        self._user_conns: dict[UserKey, set[str]] = {}
+        self._user_conns: dict[UserKey, dict[str, str]] = {}  # user → conn → group
         self._nodes: dict[str, Node] = {}
+        self._last_groups: dict[UserKey, tuple[str, float]] = {}
+        self._history: dict[str, list[tuple[int, dict]]] = {}
+        self._dropped: dict[str, int] = {}  # stream → highest id dropped by the bounds
+        self._offline: dict[UserKey, list[tuple[int, dict, int]]] = {}
 
     def allocate_id(self, floor: int) -> int:
         with self._lock:
@@ -26,7 +34,7 @@ class MemoryBackend(Backend):
     def presence_add(self, group: str, user: UserKey, display_id: UserId, conn_id: str) -> None:
         with self._lock:
             self._groups.setdefault(group, {}).setdefault(user, {})[conn_id] = display_id
-            self._user_conns.setdefault(user, set()).add(conn_id)
+            self._user_conns.setdefault(user, {})[conn_id] = group
 
     def presence_remove(self, group: str, user: UserKey, conn_id: str) -> None:
         with self._lock:
@@ -37,8 +45,8 @@ class MemoryBackend(Backend):
                 members.pop(user, None)
             if not members:
                 self._groups.pop(group, None)
-            user_conns = self._user_conns.get(user, set())
-            user_conns.discard(conn_id)
+            user_conns = self._user_conns.get(user, {})
+            user_conns.pop(conn_id, None)
             if not user_conns:
                 self._user_conns.pop(user, None)
 
@@ -50,6 +58,47 @@ class MemoryBackend(Backend):
     def is_online(self, user: UserKey) -> bool:
         with self._lock:
             return bool(self._user_conns.get(user))
+
+    def online_groups(self, user: UserKey) -> set[str]:
+        with self._lock:
+            return set(self._user_conns.get(user, {}).values())
+
+    def remember_group(self, user: UserKey, group: str, ttl: float) -> None:
+        with self._lock:
+            self._last_groups[user] = (group, self._clock() + ttl)
+
+    def last_group(self, user: UserKey) -> str | None:
+        with self._lock:
+            group, until = self._last_groups.get(user, (None, 0.0))
+            return group if until > self._clock() else None
+
+    def history_append(self, stream: str, message_id: int, body: dict, size: int, ttl: float, min_id: int) -> None:
+        with self._lock:
+            entries = self._history.setdefault(stream, [])
+            bisect.insort(entries, (message_id, body), key=lambda entry: entry[0])
+            keep_from = max(len(entries) - size, bisect.bisect_left(entries, min_id, key=lambda entry: entry[0]))
+            if keep_from > 0:
+                self._dropped[stream] = max(self._dropped.get(stream, 0), entries[keep_from - 1][0])
+                del entries[:keep_from]
+
+    def history_since(self, streams: list[str], after_id: int, min_id: int) -> tuple[list[dict], bool]:
+        with self._lock:
+            found = [entry for stream in streams for entry in self._history.get(stream, [])
+                     if entry[0] > after_id and entry[0] >= min_id]
+            dropped = max((self._dropped.get(stream, 0) for stream in streams), default=0)
+        complete = dropped <= after_id and after_id >= min_id
+        return [body for _, body in sorted(found, key=lambda entry: entry[0])], complete
+
+    def offline_push(self, user: UserKey, message_id: int, body: dict, expire_at_ms: int, size: int) -> None:
+        with self._lock:
+            queue = self._offline.setdefault(user, [])
+            bisect.insort(queue, (message_id, body, expire_at_ms), key=lambda entry: entry[0])
+            del queue[:-size]  # the lowest ids go first, as in Redis
+
+    def offline_take(self, user: UserKey, now_ms: int) -> list[dict]:
+        with self._lock:
+            queue = self._offline.pop(user, [])
+        return [body for _, body, expire_at in queue if expire_at > now_ms]
 
     def heartbeat(self, instance: Instance) -> None:
         with self._lock:

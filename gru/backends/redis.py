@@ -38,6 +38,35 @@ return id
 """
 
 
+HISTORY_APPEND = """
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+local dropped = 0
+local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
+if excess > 0 then
+  local old = redis.call('ZRANGE', KEYS[1], 0, excess - 1, 'WITHSCORES')
+  dropped = tonumber(old[#old])
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
+end
+local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[5], 'WITHSCORES')
+if #stale > 0 then
+  dropped = math.max(dropped, tonumber(stale[#stale]))
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[5])
+end
+if dropped > tonumber(redis.call('GET', KEYS[2]) or '0') then
+  redis.call('SET', KEYS[2], string.format('%d', dropped))
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+
+OFFLINE_TAKE = """
+local entries = redis.call('ZRANGE', KEYS[1], 0, -1)
+redis.call('DEL', KEYS[1])
+return entries
+"""
+
+
 class Keys:
     """Every Redis key and channel name of a deployment, under one prefix."""
 
@@ -52,6 +81,18 @@ class Keys:
 
     def user(self, user: UserKey) -> str:
         return self.key("user", str(user.type), user.id)
+
+    def history(self, stream: str) -> str:
+        return self.key("history", stream)
+
+    def dropped(self, stream: str) -> str:
+        return self.key("dropped", stream)
+
+    def offline(self, user: UserKey) -> str:
+        return self.key("offline", str(user.type), user.id)
+
+    def last_group(self, user: UserKey) -> str:
+        return self.key("lastgroup", str(user.type), user.id)
 
     def conns(self, instance: str) -> str:
         return self.key("conns", instance)
@@ -89,6 +130,8 @@ class RedisBackend(Backend):
         self._instance = instance_id
         self._ttl_ms = int(node_ttl * 1000)
         self._allocate = client.register_script(ALLOCATE_ID)
+        self._history_append = client.register_script(HISTORY_APPEND)
+        self._offline_take = client.register_script(OFFLINE_TAKE)
         self._lock = threading.Lock()
         self._mine: dict[str, tuple[str, UserKey, UserId]] = {}  # conn → (group, user, display id)
         self._dirty = True  # replay our presence at the next heartbeat
@@ -130,6 +173,55 @@ class RedisBackend(Backend):
         if dead:
             self._forget_fields(self._keys.user(user), dead)
         return bool(live)
+
+    def online_groups(self, user: UserKey) -> set[str]:
+        entries = self._read(lambda: self._redis.hgetall(self._keys.user(user)))
+        live, dead = self._split_by_liveness(entries)
+        if dead:
+            self._forget_fields(self._keys.user(user), dead)
+        return {group.decode() for group in live.values()}
+
+    def remember_group(self, user: UserKey, group: str, ttl: float) -> None:
+        try:
+            self._redis.set(self._keys.last_group(user), group, px=int(ttl * 1000))
+        except redis.RedisError as exc:
+            log.warning("could not remember the group of a user: %s", exc)
+
+    def last_group(self, user: UserKey) -> str | None:
+        value = self._read(lambda: self._redis.get(self._keys.last_group(user)))
+        return value.decode() if value is not None else None
+
+    # -- history and offline queues ----------------------------------------------------------
+
+    def history_append(self, stream: str, message_id: int, body: dict, size: int, ttl: float, min_id: int) -> None:
+        keys = [self._keys.history(stream), self._keys.dropped(stream)]
+        args = [message_id, json.dumps(body, ensure_ascii=False), size, int(ttl * 1000), min_id]
+        self._read(lambda: self._history_append(keys=keys, args=args))
+
+    def history_since(self, streams: list[str], after_id: int, min_id: int) -> tuple[list[dict], bool]:
+        pipe = self._redis.pipeline(transaction=False)
+        for stream in streams:
+            pipe.zrangebyscore(self._keys.history(stream), f"({after_id}", "+inf")
+            pipe.get(self._keys.dropped(stream))
+        replies = self._read(pipe.execute)
+        bodies = [json.loads(raw) for entries in replies[0::2] for raw in entries]
+        dropped = max((int(value) for value in replies[1::2] if value is not None), default=0)
+        bodies = sorted((b for b in bodies if b["id"] >= min_id), key=lambda body: body["id"])
+        return bodies, dropped <= after_id and after_id >= min_id
+
+    def offline_push(self, user: UserKey, message_id: int, body: dict, expire_at_ms: int, size: int) -> None:
+        key = self._keys.offline(user)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.zadd(key, {json.dumps([expire_at_ms, body], ensure_ascii=False): message_id})
+        pipe.zremrangebyrank(key, 0, -size - 1)
+        pipe.pexpireat(key, expire_at_ms, gt=True)
+        pipe.pexpireat(key, expire_at_ms, nx=True)
+        self._read(pipe.execute)
+
+    def offline_take(self, user: UserKey, now_ms: int) -> list[dict]:
+        raw = self._read(lambda: self._offline_take(keys=[self._keys.offline(user)]))
+        entries = [json.loads(item) for item in raw]
+        return [body for expire_at, body in entries if expire_at > now_ms]
 
     def _add_entry(self, pipe, conn_id: str, group: str, user: UserKey, display_id: UserId) -> None:
         field = f"{self._instance}|{conn_id}"

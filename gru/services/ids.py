@@ -31,3 +31,8 @@ class IdAllocator:
         if message_id > MAX_SAFE_INTEGER:
             raise OverflowError("message id exceeds 2**53 - 1")
         return message_id, now_ms
+
+
+def id_floor(seconds: float) -> int:
+    """The smallest id that can have been issued at or after this Unix time."""
+    return int(seconds * 1000) * IDS_PER_MS

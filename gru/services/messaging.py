@@ -7,6 +7,7 @@ from gru.errors import Code, GruError
 from gru.models import Message, Session, UserKey
 from gru.services import fields
 from gru.services.delivery import Delivery
+from gru.services.history import History, group_stream, user_stream
 from gru.services.ids import IdAllocator
 from gru.services.presence import Presence
 
@@ -17,13 +18,17 @@ BROADCAST = 1
 class Messaging:
     """The rules of sending: who may send what to whom."""
 
-    def __init__(self, ids: IdAllocator, presence: Presence, delivery: Delivery,
-                 user_types: dict[int, str], max_content: int) -> None:
+    def __init__(self, ids: IdAllocator, presence: Presence, delivery: Delivery, history: History,
+                 user_types: dict[int, str], max_content: int, max_expire: int = 7 * 86400,
+                 unicast_scope: str = "group") -> None:
         self._ids = ids
         self._presence = presence
         self._delivery = delivery
+        self._history = history
         self._user_types = user_types
         self._max_content = max_content
+        self._max_expire = max_expire
+        self._unicast_scope = unicast_scope
 
     def send(self, sender: Session, payload: dict) -> Message:
         """Accept and hand over one message; raise :class:`GruError` if it cannot be."""
@@ -32,26 +37,55 @@ class Messaging:
             raise GruError(Code.BAD_MSG_TYPE, "message type is invalid: use 1 (broadcast) or 0 (unicast)")
         content = self.check_content(payload.get("content"))
         target = self.check_target(payload.get("target")) if kind == UNICAST else None
-        return self.publish(sender, content, target)
+        expire = self.check_expire(payload.get("expire")) if kind == UNICAST else 0
+        return self.publish(sender, content, target, expire)
 
-    def publish(self, sender: Session, content: str, target: UserKey | None = None) -> Message:
-        """Give a checked message its id and time and hand it over: to ``target`` if given, else to
-        the sender's group except the sender's connection. Used by sockets and by system senders."""
+    def publish(self, sender: Session, content: str, target: UserKey | None = None, expire: int = 0,
+                scoped: bool | None = None) -> Message:
+        """Give a checked message its id and time, keep it for recovery and hand it over: to
+        ``target`` if given (queued for up to ``expire`` seconds if the target is offline), else
+        to the sender's group except the sender's connection. Used by sockets and by system
+        senders; ``scoped`` (default: the sender is a connection) applies ``GRU_UNICAST_SCOPE``."""
+        scoped = bool(sender.conn_id) if scoped is None else scoped
         try:
-            return self._route(sender, content, target)
+            return self._route(sender, content, target, expire, scoped)
         except BackendUnavailable:
             raise GruError(Code.DELIVERY_UNAVAILABLE) from None
 
-    def _route(self, sender: Session, content: str, target: UserKey | None) -> Message:
-        if target is not None and not self._presence.is_online(target):
-            raise GruError(Code.TARGET_OFFLINE)
+    def _route(self, sender: Session, content: str, target: UserKey | None, expire: int, scoped: bool) -> Message:
+        groups = self._presence.online_groups(target) if target is not None else set()
+        if target is not None:
+            self._check_scope(sender, target, groups, scoped)
+            if not groups and not expire:
+                raise GruError(Code.TARGET_OFFLINE)
         message_id, created = self._ids.next_id()
-        message = Message(message_id, created, content, sender)
+        queued = target is not None and not groups
+        message = Message(message_id, created, content, sender, created + expire * 1000 if expire else 0, queued)
+        body = message.as_wire()
+        self._history.record(group_stream(sender.group) if target is None else user_stream(target), message_id, body)
         if target is None:
-            self._delivery.to_group(sender.group, message.as_wire(), exclude_conn=sender.conn_id)
+            self._delivery.to_group(sender.group, body, exclude_conn=sender.conn_id)
+        elif queued:
+            self._history.queue(target, message_id, body, message.expire_time)
         else:
-            self._delivery.to_user(target, message.as_wire())
+            self._delivery.to_user(target, body)
         return message
+
+    def _check_scope(self, sender: Session, target: UserKey, groups: set[str], scoped: bool) -> None:
+        """With ``GRU_UNICAST_SCOPE=group`` users write only to users online (or, when offline, last
+        seen) in their own group; the answer never tells whether an outsider is online."""
+        if not scoped or self._unicast_scope == "any":
+            return
+        if sender.group not in (groups or {self._presence.last_group(target)}):
+            raise GruError(Code.FORBIDDEN, "target is not in your group")
+
+    def check_expire(self, expire: object) -> int:
+        """Seconds an undeliverable unicast may wait: absent/0, or 1..``max_expire``."""
+        if expire is None or expire == 0:
+            return 0
+        if isinstance(expire, bool) or not isinstance(expire, int) or not 0 < expire <= self._max_expire:
+            raise GruError(Code.BAD_FIELD, f"expire must be an integer number of seconds from 1 to {self._max_expire}")
+        return expire
 
     def check_content(self, content: object) -> str:
         """A string within the size limit, or ``BAD_CONTENT``/``CONTENT_TOO_LARGE``."""

@@ -28,6 +28,7 @@ class Sessions:
         text_id, display_id = fields.parse_id(payload["id"], "id")
         user_type = fields.parse_user_type(payload["type"], self._user_types, "type")
         group = fields.parse_group(payload["groupId"])
+        self.recovery_point(payload)  # refuse a malformed lastMsgId before anything changes
         identity = self._tokens.verify(payload["token2"])
         if identity.user_id != text_id or identity.user_type != user_type:
             raise GruError(Code.IDENTITY_MISMATCH)
@@ -35,6 +36,18 @@ class Sessions:
         self._by_conn[conn_id] = session
         self._presence.join(session)
         return session, self._user_types[user_type]
+
+    @staticmethod
+    def recovery_point(payload: dict) -> int | None:
+        """The optional ``lastMsgId`` of an ``auth``: the id of the last message the client saw."""
+        value = payload.get("lastMsgId")
+        if value is None:
+            return None
+        if isinstance(value, str) and value.isdigit() and len(value) <= 16:
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**53 - 1:
+            raise GruError(Code.BAD_FIELD, "auth: lastMsgId must be a message id (a non-negative integer)")
+        return value
 
     def get(self, conn_id: str) -> Session:
         """The session of an authenticated connection; ``NOT_AUTHENTICATED`` otherwise."""

@@ -26,6 +26,8 @@ import socketio
 from engineio import exceptions
 from engineio import packet as eio_packet
 
+from gru.sockets.hold import HoldingServerMixin
+
 log = logging.getLogger(__name__)
 
 CLIENT_MAX_PACKETS_PER_POLL = 16
@@ -120,7 +122,7 @@ class BoundedPollSocket(engineio.socket.Socket):
         return GuardedWebSocket(ws, self)
 
 
-class GruSocketServer(socketio.Server):
+class GruSocketServer(HoldingServerMixin, socketio.Server):
     """python-socketio's server with the fixes above."""
 
     def __init__(self, *args, **kwargs) -> None:

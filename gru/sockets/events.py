@@ -13,6 +13,7 @@ import socketio
 
 from gru.errors import Code, GruError
 from gru.models import Session
+from gru.services.history import History
 from gru.services.messaging import Messaging
 from gru.services.presence import Presence
 from gru.services.sessions import Sessions
@@ -29,11 +30,12 @@ class EventHandlers:
     """Binds the services to one ``socketio.Server``."""
 
     def __init__(self, sio: socketio.Server, sessions: Sessions, messaging: Messaging,
-                 presence: Presence, auth_timeout: float) -> None:
+                 presence: Presence, history: History, auth_timeout: float) -> None:
         self._sio = sio
         self._sessions = sessions
         self._messaging = messaging
         self._presence = presence
+        self._history = history
         self._auth_timeout = auth_timeout
         self._pending: set[str] = set()
         self._accepting = True
@@ -77,16 +79,36 @@ class EventHandlers:
             self._refuse(sid)
             return
         self._pending.discard(sid)
-        self._sio.enter_room(sid, group_room(session.group))
-        self._sio.enter_room(sid, user_room(session.user))
-        log.info("auth ok sid=%s user=%s type=%s group=%s", sid, session.identity.user_id,
-                 session.identity.user_type, session.group)
-        self._reply(sid, "auth_result", {**OK_RESULT, "data": {"userType": role}})
+        eio_sid = self._sio.manager.eio_sid_from_sid(sid, "/")
+        missed, data = [], {"userType": role}
+        self._sio.hold(eio_sid)  # live traffic waits until what was missed has been sent
+        try:
+            self._sio.enter_room(sid, group_room(session.group))
+            self._sio.enter_room(sid, user_room(session.user))
+            missed, data = self._missed(session, Sessions.recovery_point(payload), role)
+        finally:
+            first = [("auth_result", {**OK_RESULT, "data": data})] + [("msg", m) for m in missed]
+            self._sio.release(eio_sid, first, {m["id"] for m in missed})
+        log.info("auth ok sid=%s user=%s type=%s group=%s missed=%d", sid, session.identity.user_id,
+                 session.identity.user_type, session.group, len(missed))
+
+    def _missed(self, session: Session, last_id: int | None, role: str) -> tuple[list[dict], dict]:
+        """Messages to replay before live traffic, and the ``auth_result`` data that goes with them."""
+        data: dict = {"userType": role}
+        missed, complete = self._history.missed(session, last_id)
+        if complete is not None:
+            data["recovered"] = complete
+        if last_id is not None or missed:
+            data["missed"] = len(missed)
+        return missed, data
 
     def on_msg(self, sid: str, *args: object) -> None:
         def send(session: Session) -> dict:
             message = self._messaging.send(session, decode_object(first_arg(args), "msg"))
-            return {**OK_RESULT, "data": {"id": message.id, "createTime": message.create_time}}
+            data = {"id": message.id, "createTime": message.create_time}
+            if message.queued:
+                data |= {"queued": True, "expireTime": message.expire_time}
+            return {**OK_RESULT, "data": data}
 
         self._answer(sid, "msg_result", send)
 
