@@ -28,7 +28,9 @@ class PayloadError(ValueError):
 
 def utf16_len(text: str) -> int:
     """JavaScript's ``String.length`` of ``text`` (characters outside the BMP count twice)."""
-    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-16-le")) // 2
 
 
 def is_binary(pkt: eio_packet.Packet) -> bool:
