@@ -20,6 +20,7 @@ from gru.http.ticket import ticket_blueprint
 from gru.logs import configure_logging
 from gru.services.history import History
 from gru.services.ids import IdAllocator
+from gru.services.limits import ConnectionLimits
 from gru.services.messaging import Messaging
 from gru.services.nodes import NodeDirectory, NodeHeartbeat
 from gru.services.presence import Presence
@@ -92,7 +93,9 @@ def _socket_side(settings: Settings, backend: Backend, tokens: TokenService, ins
     history = History(backend, settings.history_size, settings.history_ttl, settings.offline_size)
     messaging = Messaging(IdAllocator(backend), presence, SocketDelivery(sio), history, user_types,
                           settings.max_content, settings.max_expire, settings.unicast_scope)
-    handlers = EventHandlers(sio, sessions, messaging, presence, history, settings.auth_timeout)
+    limits = ConnectionLimits(settings.max_connections, settings.max_pending_per_address)
+    handlers = EventHandlers(sio, sessions, messaging, presence, history, settings.auth_timeout, limits,
+                             settings.rate_limit, settings.rate_burst)
     handlers.register()
     heartbeat = NodeHeartbeat(backend, instance_id, settings.node_name, settings.public_addr,
                               lambda: len(sio.eio.sockets), settings.heartbeat_interval)
@@ -108,7 +111,7 @@ def build(settings: Settings) -> Gru:
         log.warning("GRU_SECRET is not set: token2 is signed with a random key that changes at every start")
     instance_id = f"{settings.node_name}:{os.getpid()}:{secrets.token_hex(3)}"
     backend = create_backend(settings, instance_id)
-    tokens = TokenService(settings.signing_secret, settings.token_ttl)
+    tokens = TokenService(settings.token_keys, settings.token_ttl)
     sio = heartbeat = handlers = None
     if settings.role in ("all", "node"):
         sio, heartbeat, handlers = _socket_side(settings, backend, tokens, instance_id)
@@ -119,7 +122,7 @@ def build(settings: Settings) -> Gru:
     flask_app.register_blueprint(ops_blueprint(settings.node_name))
     if settings.role in ("all", "ticket"):
         tickets = TicketService(create_verifier(settings), tokens, NodeDirectory(backend), settings.user_type_names)
-        flask_app.register_blueprint(ticket_blueprint(tickets))
+        flask_app.register_blueprint(ticket_blueprint(tickets, settings.origin_allowed))
     wsgi_app = socketio.WSGIApp(sio, flask_app) if sio is not None else flask_app
     gru = Gru(settings, backend, flask_app, sio, heartbeat, handlers, wsgi_app)
     log.info("gru ready: node=%s role=%s verifier=%s backend=%s", settings.node_name, settings.role,

@@ -48,7 +48,7 @@ class Settings(BaseModel):
     max_payload: int = Field(1_000_000, ge=1024, le=64 * 1024 * 1024)
     ping_interval: float = Field(25.0, gt=0, le=600)
     ping_timeout: float = Field(20.0, gt=0, le=600)
-    cors_origins: str = "*"
+    cors_origins: str | None = None
 
     # delivery guarantees and limits
     history_size: int = Field(200, ge=0, le=100_000)
@@ -57,6 +57,10 @@ class Settings(BaseModel):
     max_expire: int = Field(7 * 86400, ge=1, le=30 * 86400)
     online_scope: Literal["group", "any"] = "group"
     unicast_scope: Literal["group", "any"] = "group"
+    rate_limit: float = Field(20.0, gt=0, le=100_000)
+    rate_burst: int = Field(40, ge=1, le=100_000)
+    max_connections: int = Field(20000, ge=1, le=1_000_000)
+    max_pending_per_address: int = Field(50, ge=1, le=1_000_000)
 
     redis_url: str | None = None
     redis_prefix: str = Field("gru", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -126,8 +130,10 @@ class Settings(BaseModel):
                 raise ValueError("GRU_ENV=production requires GRU_SECRET")
             if self.token1_verifier in (None, "accept"):
                 raise ValueError("GRU_ENV=production requires GRU_TOKEN1_VERIFIER=hmac or http (accept is for development)")
-        if self.secret is not None and len(self.secret.get_secret_value()) < 32:
-            raise ValueError("GRU_SECRET must be at least 32 characters")
+            if self.cors_origins is None:
+                raise ValueError("GRU_ENV=production requires GRU_CORS_ORIGINS (the web origins allowed to use Gru)")
+        if self.secret is not None and any(len(key) < 32 for key in self.token_keys):
+            raise ValueError("GRU_SECRET: every key must be at least 32 characters (several keys: comma-separated)")
         if self.token1_verifier == "hmac" and self.token1_secret is None:
             raise ValueError("GRU_TOKEN1_VERIFIER=hmac requires GRU_TOKEN1_SECRET")
         if self.token1_verifier == "http" and self.token1_url is None:
@@ -150,21 +156,32 @@ class Settings(BaseModel):
         return self.token1_verifier or "accept"
 
     @property
+    def token_keys(self) -> list[str]:
+        """Keys for token2: the first signs, all verify (rotation without logging anyone out)."""
+        if self.secret is None:
+            return [_EPHEMERAL_SECRET]
+        return [key.strip() for key in self.secret.get_secret_value().split(",") if key.strip()]
+
+    @property
     def signing_secret(self) -> str:
-        """The token2 key; a development process without one gets a random key per start."""
-        if self.secret is not None:
-            return self.secret.get_secret_value()
-        return _EPHEMERAL_SECRET
+        """The key that signs token2; a development process without one gets a random key per start."""
+        return self.token_keys[0]
 
     @property
     def user_type_names(self) -> dict[int, str]:
         """Mapping of ``userType`` numbers to role names, e.g. ``{0: "TEACHER"}``."""
         return parse_user_types(self.user_types)
 
+    def origin_allowed(self, origin: str | None, own_origin: str | None = None) -> bool:
+        """Whether a browser page of ``origin`` may use Gru: listed in ``GRU_CORS_ORIGINS``, or Gru's
+        own origin (same-origin pages, and clients such as websocket-client that send the server's)."""
+        allowed = self.cors_allowed
+        return origin is None or allowed == "*" or origin in allowed or origin == own_origin
+
     @property
     def cors_allowed(self) -> str | list[str]:
         """The CORS allow-list in the form python-engineio expects."""
-        origins = [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+        origins = [o.strip() for o in (self.cors_origins or "*").split(",") if o.strip()]
         return "*" if origins == ["*"] else origins
 
 

@@ -25,6 +25,7 @@ class Code(IntEnum):
     # HTTP (ticket API and other endpoints): errorCode equals the HTTP status.
     BAD_REQUEST = (400, "missing or invalid parameter", "http")
     TOKEN1_REJECTED = (401, "token1 rejected by the business system", "http")
+    ORIGIN_NOT_ALLOWED = (403, "origin not allowed", "http")
     NOT_FOUND = (404, "not found", "http")
     METHOD_NOT_ALLOWED = (405, "method not allowed", "http")
     INTERNAL = (500, "internal error", "http")

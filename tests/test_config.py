@@ -42,6 +42,8 @@ def test_values_come_from_gru_variables_and_other_variables_are_ignored():
         ({"GRU_ENV": "production"}, "GRU_SECRET"),
         ({"GRU_ENV": "production", "GRU_SECRET": SECRET}, "GRU_TOKEN1_VERIFIER"),
         ({"GRU_ENV": "production", "GRU_SECRET": SECRET, "GRU_TOKEN1_VERIFIER": "accept"}, "accept"),
+        ({"GRU_ENV": "production", "GRU_SECRET": SECRET, "GRU_TOKEN1_VERIFIER": "hmac", "GRU_TOKEN1_SECRET": "x" * 20},
+         "GRU_CORS_ORIGINS"),
         ({"GRU_SECRET": "short"}, "32 characters"),
         ({"GRU_TOKEN1_VERIFIER": "hmac"}, "GRU_TOKEN1_SECRET"),
         ({"GRU_TOKEN1_VERIFIER": "http"}, "GRU_TOKEN1_URL"),
@@ -57,8 +59,16 @@ def test_bad_configuration_is_refused_with_the_variable_named(env, needle):
 
 def test_production_starts_with_a_secret_and_a_real_verifier():
     settings = Settings.from_env({"GRU_ENV": "production", "GRU_SECRET": SECRET, "GRU_TOKEN1_VERIFIER": "hmac",
-                                  "GRU_TOKEN1_SECRET": "k" * 20})
+                                  "GRU_TOKEN1_SECRET": "k" * 20, "GRU_CORS_ORIGINS": "https://school.example"})
     assert settings.signing_secret == SECRET
+    assert settings.cors_allowed == ["https://school.example"]
+
+
+def test_several_secrets_rotate_keys():
+    settings = Settings.from_env({"GRU_SECRET": f"{'n' * 32}, {SECRET}"})
+    assert settings.token_keys == ["n" * 32, SECRET] and settings.signing_secret == "n" * 32
+    with pytest.raises(ConfigError, match="every key"):
+        Settings.from_env({"GRU_SECRET": f"{SECRET},short"})
 
 
 def test_secrets_are_not_shown_in_the_settings_repr():

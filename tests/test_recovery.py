@@ -11,7 +11,7 @@ import pytest
 from conftest import SECRET, get_ticket, start_gru, start_node
 from support.tcp_proxy import TcpProxy
 
-FAST_PINGS = {"GRU_PING_INTERVAL": "1", "GRU_PING_TIMEOUT": "1"}
+FAST_PINGS = {"GRU_PING_INTERVAL": "1", "GRU_PING_TIMEOUT": "1", "GRU_RATE_BURST": "200"}
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,8 @@ def test_recovery_after_failing_over_to_a_backup_node(redis_server, redis_prefix
     node_1 = start_node(redis_server.url, redis_prefix, "node_1", env=env)
     node_2 = start_node(redis_server.url, redis_prefix, "node_2", env=env)
     try:
-        sender = clients.authed("python", node_2, 1, group, user_type=0)
+        sender = clients.new("python", node_2.url)
+        auth(sender, get_ticket(ticket_service, 1, 0), 1, group, user_type=0)
         ticket = get_ticket(ticket_service, 2)
         student = clients.new("node4", node_1.url)
         auth(student, ticket, 2, group)

@@ -73,3 +73,15 @@ def test_a_token_from_another_deployment_is_refused():
     token, _ = TokenService("a" * 32, ttl=60, clock=clock).issue("123", 1, "a")
     with pytest.raises(GruError):
         TokenService("b" * 32, ttl=60, clock=clock).verify(token)
+
+
+def test_rotated_keys_verify_old_tokens_and_sign_with_the_new_key():
+    clock = Clock()
+    old_key, new_key = "o" * 32, "n" * 32
+    old_token, _ = TokenService(old_key, ttl=60, clock=clock).issue("1", 1, "a")
+    rotated = TokenService([new_key, old_key], ttl=60, clock=clock)
+    assert rotated.verify(old_token).user_id == "1"  # nobody is logged out by the rotation
+    new_token, _ = rotated.issue("2", 1, "b")
+    assert TokenService(new_key, ttl=60, clock=clock).verify(new_token).user_id == "2"
+    with pytest.raises(GruError):
+        TokenService(old_key, ttl=60, clock=clock).verify(new_token)

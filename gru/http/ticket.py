@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from flask import Blueprint, request
 
@@ -16,13 +17,30 @@ log = logging.getLogger(__name__)
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
-def ticket_blueprint(tickets: TicketService) -> Blueprint:
-    """A blueprint serving ``/ticket`` with the given service."""
+def ticket_blueprint(tickets: TicketService, origin_allowed: Callable[[str | None, str | None], bool]) -> Blueprint:
+    """A blueprint serving ``/ticket`` with the given service, to browsers of the allowed origins."""
     blueprint = Blueprint("gru_ticket", __name__)
 
-    @blueprint.route("/ticket", methods=ALL_METHODS)
+    def allowed(origin: str | None) -> bool:
+        return origin_allowed(origin, request.host_url.rstrip("/"))
+
+    @blueprint.after_request
+    def cors(response):
+        origin = request.headers.get("Origin")
+        if origin and allowed(origin):
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+        return response
+
+    @blueprint.route("/ticket", methods=[*ALL_METHODS, "OPTIONS"])
     def ticket():
         started = time.perf_counter()
+        origin = request.headers.get("Origin")
+        if not allowed(origin):
+            log.warning("ticket refused: origin %s is not allowed", origin[:100])
+            return error_response(GruError(Code.ORIGIN_NOT_ALLOWED, f"origin {origin[:100]} is not allowed"))
+        if request.method == "OPTIONS":
+            return "", 204, {"Access-Control-Allow-Methods": "GET", "Access-Control-Max-Age": "600"}
         if request.method != "GET":
             response = error_response(GruError(Code.METHOD_NOT_ALLOWED, f"method {request.method} not allowed: use GET"))
             response.headers["Allow"] = "GET, HEAD"

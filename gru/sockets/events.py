@@ -14,6 +14,7 @@ import socketio
 from gru.errors import Code, GruError
 from gru.models import Session
 from gru.services.history import History
+from gru.services.limits import ConnectionLimits, TokenBucket
 from gru.services.messaging import Messaging
 from gru.services.presence import Presence
 from gru.services.sessions import Sessions
@@ -30,14 +31,19 @@ class EventHandlers:
     """Binds the services to one ``socketio.Server``."""
 
     def __init__(self, sio: socketio.Server, sessions: Sessions, messaging: Messaging,
-                 presence: Presence, history: History, auth_timeout: float) -> None:
+                 presence: Presence, history: History, auth_timeout: float, limits: ConnectionLimits,
+                 rate: float, burst: int) -> None:
         self._sio = sio
         self._sessions = sessions
         self._messaging = messaging
         self._presence = presence
         self._history = history
         self._auth_timeout = auth_timeout
-        self._pending: set[str] = set()
+        self._limits = limits
+        self._rate = rate
+        self._burst = burst
+        self._pending: dict[str, str] = {}  # unauthenticated sid → client address
+        self._buckets: dict[str, TokenBucket] = {}
         self._accepting = True
 
     def register(self) -> None:
@@ -57,14 +63,22 @@ class EventHandlers:
         if not self._accepting:
             log.info("connect refused sid=%s: node is draining", sid)
             return False
-        self._pending.add(sid)
+        address = environ.get("REMOTE_ADDR") or ""
+        try:
+            self._limits.admit(len(self._sio.eio.sockets), address)
+        except GruError as exc:
+            log.warning("connect refused sid=%s peer=%s: %s", sid, address, exc.message)
+            raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.as_result()) from None
+        self._pending[sid] = address
+        self._buckets[sid] = TokenBucket(self._rate, self._burst)
         log.info("connect sid=%s peer=%s transport=%s", sid, environ.get("REMOTE_ADDR"),
                  _transport(environ))
         self._sio.start_background_task(self._expire_unauthenticated, sid)
         return True
 
     def on_disconnect(self, sid: str, reason: object = None) -> None:
-        self._pending.discard(sid)
+        self._settle(sid)
+        self._buckets.pop(sid, None)
         session = self._sessions.end(sid)
         who = f" user={session.identity.user_id} group={session.group}" if session else ""
         log.info("disconnect sid=%s reason=%s%s", sid, reason, who)
@@ -78,7 +92,7 @@ class EventHandlers:
             self._reply(sid, "auth_result", exc.as_result())
             self._refuse(sid)
             return
-        self._pending.discard(sid)
+        self._settle(sid)
         eio_sid = self._sio.manager.eio_sid_from_sid(sid, "/")
         missed, data = [], {"userType": role}
         self._sio.hold(eio_sid)  # live traffic waits until what was missed has been sent
@@ -120,12 +134,17 @@ class EventHandlers:
 
     def on_other(self, event: str, sid: str, *args: object) -> None:
         """Unknown events are answered with ``error`` rather than silently dropped."""
+        if not self._allowed(sid):
+            self._reply(sid, "error", GruError(Code.RATE_LIMITED).as_result())
+            return
         error = GruError(Code.BAD_FIELD, f"unknown event {event[:64]!r}: use auth, msg or online")
         self._reply(sid, "error", error.as_result())
 
     def _answer(self, sid: str, result_event: str, action: Callable[[Session], object]) -> None:
         """Run ``action`` for an authenticated session and emit its result or its error."""
         try:
+            if not self._allowed(sid):
+                raise GruError(Code.RATE_LIMITED)
             result = action(self._sessions.get(sid))
         except GruError as exc:
             result = exc.as_result()
@@ -133,6 +152,17 @@ class EventHandlers:
             log.exception("%s failed for sid=%s", result_event, sid)
             result = GruError(Code.SERVER_ERROR).as_result()
         self._reply(sid, result_event, result)
+
+    def _allowed(self, sid: str) -> bool:
+        """Whether this connection is within its event rate (``GRU_RATE_LIMIT``, ``GRU_RATE_BURST``)."""
+        bucket = self._buckets.get(sid)
+        return bucket is None or bucket.take()
+
+    def _settle(self, sid: str) -> None:
+        """The connection is no longer an unauthenticated one."""
+        address = self._pending.pop(sid, None)
+        if address is not None:
+            self._limits.settled(address)
 
     def _reply(self, sid: str, event: str, data: object) -> None:
         """Answer the caller directly: replies never need the cross-node message queue."""
@@ -147,7 +177,7 @@ class EventHandlers:
 
     def _refuse(self, sid: str) -> None:
         """Disconnect after the answer; close the transport too if the client ignores us."""
-        self._pending.discard(sid)
+        self._settle(sid)
         eio_sid = self._sio.manager.eio_sid_from_sid(sid, "/")
         self._sio.disconnect(sid)
         if eio_sid is not None:
@@ -155,8 +185,9 @@ class EventHandlers:
 
     def _hard_close(self, eio_sid: str) -> None:
         self._sio.sleep(HARD_CLOSE_DELAY)
-        if eio_sid in self._sio.eio.sockets:
-            self._sio.eio.disconnect(eio_sid)
+        socket = self._sio.eio.sockets.pop(eio_sid, None)
+        if socket is not None:  # the client ignored the disconnect: drop it without waiting on its queue
+            socket.close(wait=False, abort=True)
 
 
 def _transport(environ: dict) -> str:

@@ -16,7 +16,7 @@ def create_socket_server(settings: Settings, client_manager: socketio.Manager | 
         logger=False,
         engineio_logger=False,
         async_handlers=False,  # events of one connection are handled in arrival order
-        cors_allowed_origins=settings.cors_allowed,
+        cors_allowed_origins=_origin_policy(settings),
         ping_interval=settings.ping_interval,
         ping_timeout=settings.ping_timeout,
         max_http_buffer_size=settings.max_payload,
@@ -27,3 +27,15 @@ def create_socket_server(settings: Settings, client_manager: socketio.Manager | 
         legacy_cookie=settings.legacy_cookie or None,
         legacy_utf8_dialect=settings.legacy_utf8_dialect,
     )
+
+
+def _origin_policy(settings: Settings):
+    """``*``, or a check that admits the allowed origins and the server's own (same-origin) one."""
+    if settings.cors_allowed == "*":
+        return "*"
+
+    def allowed(origin: str | None, environ: dict) -> bool:
+        own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
+        return settings.origin_allowed(origin, own)
+
+    return allowed
