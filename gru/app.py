@@ -8,16 +8,20 @@ import secrets
 from dataclasses import dataclass
 
 import socketio
-from flask import Flask
+from flask import Blueprint, Flask
 
 from gru.backends.base import Backend
 from gru.backends.memory import MemoryBackend
 from gru.backends.redis import Keys, RedisBackend, connect
 from gru.config import Settings
+from gru.emitter import SystemSender, queue_delivery
+from gru.http.api import api_blueprint
+from gru.http.demo import demo_blueprint
 from gru.http.errors import install_error_handlers
-from gru.http.ops import ops_blueprint
+from gru.http.ops import Readiness, ops_blueprint
 from gru.http.ticket import ticket_blueprint
 from gru.logs import configure_logging
+from gru.metrics import CountedDelivery, ticket_answered
 from gru.services.history import History
 from gru.services.ids import IdAllocator
 from gru.services.limits import ConnectionLimits
@@ -31,7 +35,7 @@ from gru.services.tokens import TokenService
 from gru.sockets.delivery import SocketDelivery
 from gru.sockets.drain import close_connections
 from gru.sockets.events import EventHandlers
-from gru.sockets.manager import GruRedisManager
+from gru.sockets.metered import MeteredManager, MeteredRedisManager
 from gru.sockets.server import create_socket_server
 
 log = logging.getLogger(__name__)
@@ -83,15 +87,15 @@ def create_verifier(settings: Settings) -> Token1Verifier:
 
 def _socket_side(settings: Settings, backend: Backend, tokens: TokenService, instance_id: str):
     """The long-connection node: socket.io server, its handlers and its heartbeat."""
-    manager = None
+    manager = MeteredManager()
     if settings.redis_url:
-        manager = GruRedisManager(settings.redis_url, channel=Keys(settings.redis_prefix).channel)
+        manager = MeteredRedisManager(settings.redis_url, channel=Keys(settings.redis_prefix).channel)
     sio = create_socket_server(settings, manager)
     user_types = settings.user_type_names
     presence = Presence(backend, remember_seconds=settings.max_expire, online_scope=settings.online_scope)
     sessions = Sessions(tokens, presence, user_types)
     history = History(backend, settings.history_size, settings.history_ttl, settings.offline_size)
-    messaging = Messaging(IdAllocator(backend), presence, SocketDelivery(sio), history, user_types,
+    messaging = Messaging(IdAllocator(backend), presence, CountedDelivery(SocketDelivery(sio)), history, user_types,
                           settings.max_content, settings.max_expire, settings.unicast_scope)
     limits = ConnectionLimits(settings.max_connections, settings.max_pending_per_address)
     handlers = EventHandlers(sio, sessions, messaging, presence, history, settings.auth_timeout, limits,
@@ -105,8 +109,16 @@ def _socket_side(settings: Settings, backend: Backend, tokens: TokenService, ins
 
 
 def build(settings: Settings) -> Gru:
-    """Wire backend, services and the doors the role asks for (HTTP tickets, socket.io node)."""
-    configure_logging(settings.log_level)
+    """Gru as its own WSGI application (``wsgi:app``, ``gru serve``): JSON answers for every error."""
+    flask_app = Flask("gru")
+    flask_app.json.sort_keys = False
+    install_error_handlers(flask_app)
+    return mount(flask_app, settings)
+
+
+def mount(flask_app: Flask, settings: Settings) -> Gru:
+    """Wire backend, services and the doors the role asks for into ``flask_app`` (Gru's own or a host's)."""
+    configure_logging(settings.log_level, settings.log_format)
     if settings.secret is None:
         log.warning("GRU_SECRET is not set: token2 is signed with a random key that changes at every start")
     instance_id = f"{settings.node_name}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -115,19 +127,51 @@ def build(settings: Settings) -> Gru:
     sio = heartbeat = handlers = None
     if settings.role in ("all", "node"):
         sio, heartbeat, handlers = _socket_side(settings, backend, tokens, instance_id)
-
-    flask_app = Flask("gru")
-    flask_app.json.sort_keys = False
-    install_error_handlers(flask_app)
-    flask_app.register_blueprint(ops_blueprint(settings.node_name))
-    if settings.role in ("all", "ticket"):
-        tickets = TicketService(create_verifier(settings), tokens, NodeDirectory(backend), settings.user_type_names)
-        flask_app.register_blueprint(ticket_blueprint(tickets, settings.origin_allowed))
+    for blueprint in _http_side(settings, backend, tokens, sio, heartbeat):
+        flask_app.register_blueprint(blueprint)
     wsgi_app = socketio.WSGIApp(sio, flask_app) if sio is not None else flask_app
     gru = Gru(settings, backend, flask_app, sio, heartbeat, handlers, wsgi_app)
     log.info("gru ready: node=%s role=%s verifier=%s backend=%s", settings.node_name, settings.role,
              settings.verifier, type(backend).__name__)
     return gru
+
+
+def _http_side(settings: Settings, backend: Backend, tokens: TokenService, sio: socketio.Server | None,
+               heartbeat: NodeHeartbeat | None) -> list[Blueprint]:
+    """The HTTP doors: operations, tickets (ticket roles), the publish API and the demo page."""
+    readiness = Readiness(settings.role, redis=backend.ping if settings.redis_url else None,
+                          registered=(lambda: _registered(backend, settings.node_name)) if heartbeat else None,
+                          draining=lambda: heartbeat is not None and heartbeat.state == "draining")
+    blueprints = [ops_blueprint(settings.node_name, readiness)]
+    if settings.role in ("all", "ticket"):
+        tickets = TicketService(create_verifier(settings), tokens, NodeDirectory(backend), settings.user_type_names)
+        ticket = ticket_blueprint(tickets, settings.origin_allowed)
+        ticket.after_request(_count_ticket)
+        blueprints.append(ticket)
+    delivery = SocketDelivery(sio) if sio is not None else queue_delivery(settings)
+    sender = create_system_sender(settings, backend, delivery)
+    blueprints.append(api_blueprint(sender, settings.api_key_names, settings.max_payload))
+    if settings.demo_enabled:
+        blueprints.append(demo_blueprint())
+    return blueprints
+
+
+def create_system_sender(settings: Settings, backend: Backend, delivery) -> SystemSender:
+    """The sender behind ``/api/push`` and ``gru.emitter``: same rules, ids and history as sockets."""
+    presence = Presence(backend, remember_seconds=settings.max_expire, online_scope=settings.online_scope)
+    history = History(backend, settings.history_size, settings.history_ttl, settings.offline_size)
+    messaging = Messaging(IdAllocator(backend), presence, CountedDelivery(delivery), history,
+                          settings.user_type_names, settings.max_content, settings.max_expire, settings.unicast_scope)
+    return SystemSender(messaging, presence, backend)
+
+
+def _registered(backend: Backend, node_name: str) -> bool:
+    return any(node.name == node_name for node in backend.live_nodes())
+
+
+def _count_ticket(response):
+    ticket_answered(response.status_code)
+    return response
 
 
 def create_app(settings: Settings | None = None):

@@ -1,4 +1,4 @@
-"""The ``gru`` command: run the service, check a deployment."""
+"""The ``gru`` command: run the service, check a deployment, measure a worker."""
 
 from __future__ import annotations
 
@@ -84,6 +84,27 @@ def smoke(base_url: str, token1: str | None, token1_secret: str | None, group: s
         click.secho(f"FAIL: {exc}", fg="red", err=True)
         sys.exit(1)
     click.secho("OK: all smoke checks passed", fg="green")
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--verbose", is_flag=True, help="Show every line the benchmark logs, not only the progress bar.")
+@click.argument("bench_args", nargs=-1, type=click.UNPROCESSED)
+def bench(verbose: bool, bench_args: tuple[str, ...]) -> None:
+    """Measure one worker: ticket requests/s and broadcast deliveries/s, with server CPU per unit.
+
+    Runs scripts/bench_core.py of the Gru checkout (needs Node and node_modules, as set up by
+    scripts/setup.sh dev); other options go to it, e.g. gru bench --repeat 3 --receivers 500,
+    or gru bench --url http://127.0.0.1:30000 to measure a running node. gru bench -- --help lists
+    them. Exits 1 if a message was lost or duplicated, 2 if a phase could not run.
+    """
+    from gru.bench import BenchMissing, run_bench
+
+    try:
+        code = run_bench(list(bench_args), verbose=verbose)
+    except BenchMissing as exc:
+        click.secho(f"FAIL: {exc}", fg="red", err=True)
+        sys.exit(2)
+    sys.exit(code)
 
 
 def _say(message: str) -> None:

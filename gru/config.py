@@ -6,6 +6,7 @@ Nobody else in Gru reads ``os.environ``: the composition root and ``gunicorn.con
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping
 from typing import Literal
@@ -74,6 +75,12 @@ class Settings(BaseModel):
     legacy_cookie: str = Field("", pattern=r"^[A-Za-z0-9_-]{0,64}$")
     legacy_utf8_dialect: Literal["auto", "v1", "v2"] = "auto"
 
+    # operations: publish API keys, logs, metrics, demo page (see docs/operations.md)
+    api_keys: SecretStr | None = None
+    log_format: Literal["text", "json"] = "text"
+    metrics_dir: str | None = None
+    demo: bool | None = None
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Build settings from ``GRU_*`` variables; raise :class:`ConfigError` naming each bad one."""
@@ -115,6 +122,13 @@ class Settings(BaseModel):
     def _check_redis_url(cls, value: str | None) -> str | None:
         if value is not None and urlsplit(value).scheme not in ("redis", "rediss", "redis+sentinel", "unix"):
             raise ValueError("must be a redis://, rediss://, redis+sentinel:// or unix:// URL")
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_api_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_api_keys(value.get_secret_value())
         return value
 
     @field_validator("user_types")
@@ -172,6 +186,18 @@ class Settings(BaseModel):
         """Mapping of ``userType`` numbers to role names, e.g. ``{0: "TEACHER"}``."""
         return parse_user_types(self.user_types)
 
+    @property
+    def api_key_names(self) -> dict[str, str]:
+        """Publish API keys mapped to their names (``{"<key>": "lms"}``); empty when the API is off."""
+        if self.api_keys is None:
+            return {}
+        return parse_api_keys(self.api_keys.get_secret_value())
+
+    @property
+    def demo_enabled(self) -> bool:
+        """The ``/demo`` page: on in development, off in production unless ``GRU_DEMO=true``."""
+        return self.demo if self.demo is not None else self.env == "development"
+
     def origin_allowed(self, origin: str | None, own_origin: str | None = None) -> bool:
         """Whether a browser page of ``origin`` may use Gru: listed in ``GRU_CORS_ORIGINS``, or Gru's
         own origin (same-origin pages, and clients such as websocket-client that send the server's)."""
@@ -196,6 +222,30 @@ def parse_user_types(value: str) -> dict[int, str]:
         if not sep or not number.strip().lstrip("-").isdigit() or not name.strip():
             raise ValueError(f"entry {item.strip()!r} must be NUMBER:NAME, e.g. 0:TEACHER")
         result[int(number)] = name.strip()
+    return result
+
+
+API_KEY_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MIN_API_KEY_LENGTH = 16
+
+
+def parse_api_keys(value: str) -> dict[str, str]:
+    """Parse ``"name:key,name2:key2"`` into ``{key: name}``; a name may hold two keys during a rotation.
+
+    Error messages name the entry by position, never by its key.
+    """
+    result: dict[str, str] = {}
+    for position, item in enumerate(value.split(","), start=1):
+        name, sep, key = item.strip().partition(":")
+        if not sep or not API_KEY_NAME.match(name.strip()):
+            raise ValueError(f"entry {position} must be NAME:KEY with a name of letters, digits, '_', '.' or '-'")
+        key = key.strip()
+        if len(key) < MIN_API_KEY_LENGTH or not key.isprintable() or " " in key or "," in key:
+            raise ValueError(f"entry {position} ({name.strip()}): the key must be at least {MIN_API_KEY_LENGTH} "
+                             "printable characters without spaces")
+        if key in result:
+            raise ValueError(f"entry {position} ({name.strip()}): the same key is listed twice")
+        result[key] = name.strip()
     return result
 
 

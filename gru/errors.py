@@ -28,6 +28,7 @@ class Code(IntEnum):
     ORIGIN_NOT_ALLOWED = (403, "origin not allowed", "http")
     NOT_FOUND = (404, "not found", "http")
     METHOD_NOT_ALLOWED = (405, "method not allowed", "http")
+    PAYLOAD_TOO_LARGE = (413, "request body is too large", "http")
     INTERNAL = (500, "internal error", "http")
     UNAVAILABLE = (503, "service unavailable", "http")
 

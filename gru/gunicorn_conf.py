@@ -5,7 +5,9 @@ by the workers after gevent has patched the standard library.
 """
 
 import os
+import shutil
 import sys
+import tempfile
 
 from gru.config import ConfigError, Settings
 
@@ -25,6 +27,32 @@ control_socket_disable = True
 loglevel = _settings.log_level.lower()
 accesslog = None
 proc_name = f"gru-{_settings.node_name}"
+
+# metrics: every worker writes its samples to files in one directory (prometheus-client reads
+# PROMETHEUS_MULTIPROC_DIR itself), so /metrics on any worker counts all of them
+_metrics_dir = _settings.metrics_dir or tempfile.mkdtemp(prefix="gru-metrics-")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
+
+def on_starting(server):
+    """Start from empty metric files: counters restart with the master, as Prometheus expects."""
+    os.makedirs(_metrics_dir, exist_ok=True)
+    for name in os.listdir(_metrics_dir):
+        if name.endswith(".db"):
+            os.unlink(os.path.join(_metrics_dir, name))
+
+
+def child_exit(server, worker):
+    """A worker is gone: its live gauges (open connections) must stop counting."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, _metrics_dir)
+
+
+def on_exit(server):
+    """Remove the metrics directory this master made for itself."""
+    if not _settings.metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)
 
 
 def post_worker_init(worker):

@@ -83,9 +83,17 @@ setup_redis() {
   apt_install redis-server
 }
 
+setup_chromium() {
+  # the demo page's browser test drives Debian's chromium with playwright-core (from npm)
+  command -v chromium >/dev/null && return
+  say "installing chromium (headless browser for the demo page test)"
+  apt_install chromium
+}
+
 setup_python
 if [ "$mode" = dev ]; then
   setup_node
   setup_legacy_client
   setup_redis
+  setup_chromium
 fi

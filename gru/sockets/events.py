@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import socketio
 
+from gru import metrics
 from gru.errors import Code, GruError
 from gru.models import Session
 from gru.services.history import History
@@ -71,6 +72,7 @@ class EventHandlers:
             raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.as_result()) from None
         self._pending[sid] = address
         self._buckets[sid] = TokenBucket(self._rate, self._burst)
+        metrics.connection_opened()
         log.info("connect sid=%s peer=%s transport=%s", sid, environ.get("REMOTE_ADDR"),
                  _transport(environ))
         self._sio.start_background_task(self._expire_unauthenticated, sid)
@@ -80,6 +82,7 @@ class EventHandlers:
         self._settle(sid)
         self._buckets.pop(sid, None)
         session = self._sessions.end(sid)
+        metrics.connection_closed(authenticated=session is not None)
         who = f" user={session.identity.user_id} group={session.group}" if session else ""
         log.info("disconnect sid=%s reason=%s%s", sid, reason, who)
 
@@ -89,6 +92,7 @@ class EventHandlers:
             session, role = self._sessions.authenticate(sid, payload)
         except GruError as exc:
             log.info("auth refused sid=%s code=%s reason=%s", sid, int(exc.code), exc.message)
+            metrics.auth_failed(exc.code)
             self._reply(sid, "auth_result", exc.as_result())
             self._refuse(sid)
             return
@@ -103,6 +107,7 @@ class EventHandlers:
         finally:
             first = [("auth_result", {**OK_RESULT, "data": data})] + [("msg", m) for m in missed]
             self._sio.release(eio_sid, first, {m["id"] for m in missed})
+        metrics.auth_succeeded()
         log.info("auth ok sid=%s user=%s type=%s group=%s missed=%d", sid, session.identity.user_id,
                  session.identity.user_type, session.group, len(missed))
 
@@ -148,9 +153,11 @@ class EventHandlers:
             result = action(self._sessions.get(sid))
         except GruError as exc:
             result = exc.as_result()
+            metrics.event_error(result_event, exc.code)
         except Exception:
             log.exception("%s failed for sid=%s", result_event, sid)
             result = GruError(Code.SERVER_ERROR).as_result()
+            metrics.event_error(result_event, Code.SERVER_ERROR)
         self._reply(sid, result_event, result)
 
     def _allowed(self, sid: str) -> bool:
@@ -172,6 +179,7 @@ class EventHandlers:
         self._sio.sleep(self._auth_timeout)
         if sid in self._pending:
             log.info("auth timeout sid=%s after %.1fs", sid, self._auth_timeout)
+            metrics.auth_failed(Code.AUTH_TIMEOUT)
             self._reply(sid, "auth_result", GruError(Code.AUTH_TIMEOUT).as_result())
             self._refuse(sid)
 
