@@ -19,6 +19,8 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 CONNECTIONS = Gauge("gru_connections", "socket.io connections open on this node, by state "
                     "(open: all, authenticated: after a successful auth)", ["state"], multiprocess_mode="livesum")
 CONNECTIONS_TOTAL = Counter("gru_connections_opened", "socket.io connections accepted")
+CONNECTIONS_REFUSED = Counter("gru_connections_refused", "connections refused before auth, by error code "
+                              "(draining: 0, node full: -19, too many from one address: -20)", ["code"])
 AUTH_OK = Counter("gru_auth_success", "successful auth events")
 AUTH_FAILURES = Counter("gru_auth_failures", "refused auth events (and auth timeouts), by error code", ["code"])
 MESSAGES = Counter("gru_messages", "messages accepted for delivery, by type (broadcast or unicast)", ["type"])
@@ -63,6 +65,11 @@ def connection_closed(authenticated: bool) -> None:
     CONNECTIONS.labels("open").dec()
     if authenticated:
         CONNECTIONS.labels("authenticated").dec()
+
+
+def connection_refused(code: int) -> None:
+    """A connection was refused at connect time (``code`` 0 when the node is draining)."""
+    CONNECTIONS_REFUSED.labels(str(int(code))).inc()
 
 
 def auth_succeeded() -> None:

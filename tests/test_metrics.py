@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 import requests
-from conftest import get_ticket, start_node
+from clients import ConnectionFailed
+from conftest import get_ticket, start_gru, start_node
 from prometheus_client.parser import text_string_to_metric_families
 
 WORKERS = 2
@@ -119,3 +121,34 @@ def test_history_and_offline_counters_are_exposed(two_workers):
     for name in ("gru_history_stored_total", "gru_history_recovered_total", "gru_offline_queued_total",
                  "gru_offline_delivered_total", "gru_offline_expired_total"):
         assert name in names
+
+
+def test_every_metric_is_explained_in_the_operations_guide():
+    from prometheus_client import Counter, Gauge, Histogram
+
+    from gru import metrics
+
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text(encoding="utf-8")
+    for value in vars(metrics).values():
+        if isinstance(value, (Counter, Gauge, Histogram)):
+            name = value._name + ("_total" if isinstance(value, Counter) else "")
+            assert f"`{name}" in guide, f"{name} is not in docs/operations.md"
+
+
+def test_the_readme_shows_the_demo_screenshot_made_by_the_browser_test():
+    root = Path(__file__).resolve().parents[1]
+    assert "](docs/demo.png)" in (root / "README.md").read_text(encoding="utf-8")
+    assert (root / "docs" / "demo.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_refused_connections_are_counted_by_code(clients):
+    server = start_gru({"GRU_MAX_PENDING_PER_ADDRESS": "1"})
+    try:
+        clients.new("python", server.url)  # waits for auth: the one pending connection allowed
+        with pytest.raises(ConnectionFailed):
+            clients.new("python", server.url)
+        samples = settle(server, lambda s: value(s, "gru_connections_refused_total", code="-20") == 1)
+        assert value(samples, "gru_connections_refused_total", code="-20") == 1
+        assert value(samples, "gru_connections", state="open") == 1
+    finally:
+        server.stop()

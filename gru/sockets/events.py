@@ -63,12 +63,14 @@ class EventHandlers:
     def on_connect(self, sid: str, environ: dict, auth: object = None) -> bool:
         if not self._accepting:
             log.info("connect refused sid=%s: node is draining", sid)
+            metrics.connection_refused(0)
             return False
         address = environ.get("REMOTE_ADDR") or ""
         try:
             self._limits.admit(len(self._sio.eio.sockets), address)
         except GruError as exc:
             log.warning("connect refused sid=%s peer=%s: %s", sid, address, exc.message)
+            metrics.connection_refused(exc.code)
             raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.as_result()) from None
         self._pending[sid] = address
         self._buckets[sid] = TokenBucket(self._rate, self._burst)
