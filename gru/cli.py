@@ -20,8 +20,11 @@ def main() -> None:
 @main.command()
 @click.option("--bind", help="HOST:PORT to listen on (default: GRU_BIND or 0.0.0.0:30000).")
 @click.option("--workers", type=int, help="Number of gunicorn workers (default: GRU_WORKERS or 1).")
+@click.option("--role", type=click.Choice(["all", "ticket", "node"]),
+              help="all: ticket service and node in one; ticket or node: one part of a cluster, needs "
+                   "GRU_REDIS_URL (default: GRU_ROLE or all).")
 @click.argument("gunicorn_args", nargs=-1, type=click.UNPROCESSED)
-def serve(bind: str | None, workers: int | None, gunicorn_args: tuple[str, ...]) -> None:
+def serve(bind: str | None, workers: int | None, role: str | None, gunicorn_args: tuple[str, ...]) -> None:
     """Run the service under gunicorn with the gevent-websocket worker.
 
     Without GRU_REDIS_URL this is the embedded default: one process, state in memory.
@@ -32,6 +35,8 @@ def serve(bind: str | None, workers: int | None, gunicorn_args: tuple[str, ...])
         env["GRU_BIND"] = bind
     if workers:
         env["GRU_WORKERS"] = str(workers)
+    if role:
+        env["GRU_ROLE"] = role
     argv = [sys.executable, "-m", "gunicorn", "-c", str(PACKAGE_DIR / "gunicorn_conf.py"), *gunicorn_args,
             "gru.wsgi:app"]
     os.execvpe(argv[0], argv, env)

@@ -1,13 +1,17 @@
-"""``gru bench`` and ``--help`` everywhere: the command an operator types to measure a worker."""
+"""The ``gru`` command as operators type it: ``serve --role``, ``bench`` and ``--help`` everywhere."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import requests
+from conftest import SECRET
+from support.processes import free_port, wait_http
 
 GRU = str(Path(sys.executable).with_name("gru"))
 
@@ -42,3 +46,21 @@ def test_help_everywhere(args, needle):
     result = run(*args)
     assert result.returncode == 0, result.stderr
     assert needle in result.stdout
+
+
+@pytest.mark.parametrize(("role", "ticket_status"), [("node", 404), ("ticket", 400)])
+def test_serve_runs_one_role_of_a_cluster(redis_server, redis_prefix, role, ticket_status):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRU_")}
+    env |= {"GRU_SECRET": SECRET, "GRU_REDIS_URL": redis_server.url, "GRU_REDIS_PREFIX": redis_prefix,
+            "GRU_PUBLIC_ADDR": f"http://127.0.0.1:{port}", "GRU_NODE_NAME": f"{role}_1"}
+    proc = subprocess.Popen([GRU, "serve", "--role", role, "--bind", f"127.0.0.1:{port}", "--",
+                             "--graceful-timeout", "1"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
+        assert requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).json()["role"] == role
+        assert requests.get(f"http://127.0.0.1:{port}/ticket", timeout=5).status_code == ticket_status
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(20)
