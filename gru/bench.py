@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_core.py"
+COMPARE_SCRIPT = SCRIPT.with_name("bench_compare.py")
 RUN_LINE = re.compile(r"^bench: (ticket|broadcast) run (\d+)/(\d+)")
 
 
@@ -59,3 +60,10 @@ def run_bench(argv: list[str], verbose: bool = False) -> int:
             bar.update(total - bar.pos)
     click.echo(report, nl=False)
     return code
+
+
+def run_compare(argv: list[str]) -> int:
+    """Run the side-by-side comparison with Node (``scripts/bench_compare.py``, its own progress bar)."""
+    if not COMPARE_SCRIPT.is_file():
+        raise BenchMissing(f"{COMPARE_SCRIPT} not found: gru bench runs from a Gru checkout")
+    return subprocess.run([sys.executable, str(COMPARE_SCRIPT), *argv], cwd=COMPARE_SCRIPT.parents[1]).returncode

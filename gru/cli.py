@@ -93,8 +93,10 @@ def smoke(base_url: str, token1: str | None, token1_secret: str | None, group: s
 
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.option("--verbose", is_flag=True, help="Show every line the benchmark logs, not only the progress bar.")
+@click.option("--compare", is_flag=True, help="Compare with a Node socket.io 4 server running Gru's API "
+              "(scripts/bench_compare.py: broadcast, unicast, connect, idle memory, mass disconnect).")
 @click.argument("bench_args", nargs=-1, type=click.UNPROCESSED)
-def bench(verbose: bool, bench_args: tuple[str, ...]) -> None:
+def bench(verbose: bool, compare: bool, bench_args: tuple[str, ...]) -> None:
     """Measure one worker: ticket requests/s and broadcast deliveries/s, with server CPU per unit.
 
     Runs scripts/bench_core.py of the Gru checkout (needs Node and node_modules, as set up by
@@ -102,10 +104,10 @@ def bench(verbose: bool, bench_args: tuple[str, ...]) -> None:
     or gru bench --url http://127.0.0.1:30000 to measure a running node. gru bench -- --help lists
     them. Exits 1 if a message was lost or duplicated, 2 if a phase could not run.
     """
-    from gru.bench import BenchMissing, run_bench
+    from gru.bench import BenchMissing, run_bench, run_compare
 
     try:
-        code = run_bench(list(bench_args), verbose=verbose)
+        code = run_compare(list(bench_args)) if compare else run_bench(list(bench_args), verbose=verbose)
     except BenchMissing as exc:
         click.secho(f"FAIL: {exc}", fg="red", err=True)
         sys.exit(2)

@@ -12,6 +12,8 @@
   raising out of the transport loop and leaving the session behind.
 * R7: a client event named ``connect`` or ``disconnect`` would run the server's own
   connection handlers; such events are dropped.
+* Speed: a websocket writer sends everything queued for its connection as ready-made frames in
+  one write (see :mod:`gru.sockets.frames`); a broadcast's text frame is built once and shared.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import socketio
 from engineio import exceptions
 from engineio import packet as eio_packet
 
+from gru.sockets import frames
 from gru.sockets.hold import HoldingServerMixin
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,7 @@ class GuardedWebSocket:
     def __init__(self, ws: object, socket: engineio.socket.Socket) -> None:
         self._ws = ws
         self._socket = socket
+        self.raw = frames.raw_websocket(ws)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._ws, name)
@@ -67,7 +71,16 @@ class GuardedWebSocket:
         return frame
 
     def send(self, data: str | bytes) -> None:
-        self._ws.send(data)
+        if isinstance(data, frames.Frames):
+            frames.write(self.raw, data)
+        else:
+            self._ws.send(data)
+
+    def frame(self, pkt: eio_packet.Packet) -> bytes:
+        """The websocket frame of one packet: text frames are shared, binary ones private (D1)."""
+        if pkt.binary:
+            return frames.binary_frame(pkt.data)
+        return frames.text_frame(pkt)
 
     def close(self) -> None:
         self._ws.close()
@@ -91,6 +104,7 @@ class BoundedPollSocket(engineio.socket.Socket):
     """An Engine.IO 4 socket: at most 16 packets per poll, private binary copies, guarded frames."""
 
     protocol = 4
+    frame_ws: GuardedWebSocket | None = None
 
     def poll(self) -> list:
         queue_empty = self.server.get_queue_empty_exception()
@@ -112,6 +126,9 @@ class BoundedPollSocket(engineio.socket.Socket):
                 self.queue.put(None)
                 break
             packets.append(pkt)
+        ws = self.frame_ws
+        if ws is not None and ws.raw is not None and self.upgraded and not self.upgrading:
+            return [frames.Batch(ws, packets)]  # only the websocket writer polls in this state
         return [private_copy(p) for p in packets]
 
     def _websocket_handler(self, ws):
@@ -119,7 +136,8 @@ class BoundedPollSocket(engineio.socket.Socket):
 
     def wrap_websocket(self, ws: object) -> GuardedWebSocket:
         """The frame adapter for this socket's protocol."""
-        return GuardedWebSocket(ws, self)
+        self.frame_ws = GuardedWebSocket(ws, self)
+        return self.frame_ws
 
 
 class GruSocketServer(HoldingServerMixin, socketio.Server):

@@ -7,15 +7,14 @@ delivery ends up: direct emits, emits received from Redis (``PubSubManager._hand
 
 from __future__ import annotations
 
-import socketio
-
 from gru import metrics
 from gru.sockets.manager import GruRedisManager
+from gru.sockets.room_index import IndexedRoomsManager
 
 COUNTED_EVENT = "msg"
 
 
-class DeliveryCounting(socketio.Manager):
+class DeliveryCounting(IndexedRoomsManager):
     """Counts the connections a ``msg`` emit reaches in this process (room size, less the skipped one)."""
 
     def emit(self, event, data, namespace, room=None, skip_sid=None, callback=None, to=None, **kwargs):

@@ -5,16 +5,19 @@ from __future__ import annotations
 import socketio
 
 from gru.config import Settings
+from gru.sockets import fastjson, ws_speedups
 from gru.sockets.legacy.sio4 import LegacySocketIOServer
 
 
 def create_socket_server(settings: Settings, client_manager: socketio.Manager | None = None) -> socketio.Server:
     """A gevent-mode socket.io server for Engine.IO 4 and (unless disabled) Engine.IO 3 clients."""
+    ws_speedups.install()
     return LegacySocketIOServer(
         async_mode="gevent",
         client_manager=client_manager,
         logger=False,
         engineio_logger=False,
+        json=fastjson,  # orjson, ASCII-only output (Engine.IO 3 clients need it)
         async_handlers=False,  # events of one connection are handled in arrival order
         cors_allowed_origins=_origin_policy(settings),
         ping_interval=settings.ping_interval,

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs
 from engineio import exceptions
 from engineio import packet as eio_packet
 
+from gru.sockets import frames
 from gru.sockets.engine import BoundedPollSocket, GuardedWebSocket
 from gru.sockets.legacy import eio3_codec as codec
 
@@ -45,7 +46,19 @@ class Eio3WebSocket(GuardedWebSocket):
             return None
         return pkt.data if codec.is_binary(pkt) else data
 
+    def frame(self, pkt: eio_packet.Packet) -> bytes:
+        """EIO3 framing: text as EIO4 (shared), binary with its type byte or as ``b4`` base64."""
+        if pkt.binary:
+            if self._b64:
+                return frames.text_bytes_frame(b"b4" + base64.b64encode(bytes(pkt.data)))
+            return frames.binary_frame(b"\x04" + bytes(pkt.data))
+        if pkt.packet_type == eio_packet.NOOP:
+            return b""  # upgrade noop: only meaningful for a waiting poll, never on the websocket
+        return frames.text_frame(pkt)
+
     def send(self, data: str | bytes) -> None:
+        if isinstance(data, frames.Frames):
+            return super().send(data)
         if isinstance(data, str) and data.startswith("b"):
             data = base64.b64decode(data[1:])  # a cached EIO4 base64 encoding: re-frame for v3
         if isinstance(data, (bytes, bytearray)):
@@ -143,4 +156,5 @@ class Eio3Socket(BoundedPollSocket):
         return text
 
     def wrap_websocket(self, ws: object) -> Eio3WebSocket:
-        return Eio3WebSocket(ws, self, self.ws_b64)
+        self.frame_ws = Eio3WebSocket(ws, self, self.ws_b64)
+        return self.frame_ws
