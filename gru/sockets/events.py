@@ -119,6 +119,7 @@ class EventHandlers:
         missed, complete = self._history.missed(session, last_id)
         if complete is not None:
             data["recovered"] = complete
+            metrics.history_recovered(len(missed), complete)
         if last_id is not None or missed:
             data["missed"] = len(missed)
         return missed, data
@@ -129,6 +130,7 @@ class EventHandlers:
             data = {"id": message.id, "createTime": message.create_time}
             if message.queued:
                 data |= {"queued": True, "expireTime": message.expire_time}
+                metrics.offline_queued()
             return {**OK_RESULT, "data": data}
 
         self._answer(sid, "msg_result", send)
