@@ -219,7 +219,7 @@ def parse_user_types(value: str) -> dict[int, str]:
     result: dict[int, str] = {}
     for item in value.split(","):
         number, sep, name = item.strip().partition(":")
-        if not sep or not number.strip().lstrip("-").isdigit() or not name.strip():
+        if not sep or not re.fullmatch(r"-?[0-9]{1,6}", number.strip()) or not name.strip():
             raise ValueError(f"entry {item.strip()!r} must be NUMBER:NAME, e.g. 0:TEACHER")
         result[int(number)] = name.strip()
     return result

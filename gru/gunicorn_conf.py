@@ -57,6 +57,7 @@ def on_exit(server):
 
 def post_worker_init(worker):
     """Drain on SIGTERM: stop being handed out, then close connections so clients move elsewhere."""
-    from gru.lifecycle import install_drain_on_term
+    from gru.lifecycle import allow_long_query_strings, install_drain_on_term
 
     install_drain_on_term(worker)
+    allow_long_query_strings()

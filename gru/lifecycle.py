@@ -19,3 +19,14 @@ def install_drain_on_term(worker) -> None:
         gevent.spawn(gru.drain)
 
     signal.signal(signal.SIGTERM, handle_exit)
+
+
+MAX_REQUEST_LINE = 64 * 1024
+
+
+def allow_long_query_strings() -> None:
+    """Let gevent's HTTP server read request lines up to 64 KiB (its default, 8 KiB, answers 414
+    with an empty body to a ``/ticket`` whose ``token1`` of 4096 characters is percent-encoded)."""
+    import gevent.pywsgi
+
+    gevent.pywsgi.MAX_REQUEST_LINE = max(gevent.pywsgi.MAX_REQUEST_LINE, MAX_REQUEST_LINE)

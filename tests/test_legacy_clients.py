@@ -175,6 +175,9 @@ def test_a_client_event_named_disconnect_does_not_run_the_disconnect_logic(gru, 
     raw.send('42["disconnect","fake"]')
     raw.send('42["connect","fake"]')
     raw.send("42" + json.dumps(["online", group]))
-    assert raw.receive(1) == ['42["online_result",[3]]']  # still authenticated and online
+    answers = raw.receive(3)
+    assert answers[2] == '42["online_result",[3]]'  # still authenticated and online
+    for answer, name in zip(answers[:2], ("disconnect", "connect"), strict=True):  # refused, not ignored
+        assert answer.startswith('42["error",') and f"event name '{name}' is reserved" in answer
     raw.close()
 

@@ -41,7 +41,7 @@ def ticket_blueprint(tickets: TicketService, origin_allowed: Callable[[str | Non
             return error_response(GruError(Code.ORIGIN_NOT_ALLOWED, f"origin {origin[:100]} is not allowed"))
         if request.method == "OPTIONS":
             return "", 204, {"Access-Control-Allow-Methods": "GET", "Access-Control-Max-Age": "600"}
-        if request.method != "GET":
+        if request.method not in ("GET", "HEAD"):
             response = error_response(GruError(Code.METHOD_NOT_ALLOWED, f"method {request.method} not allowed: use GET"))
             response.headers["Allow"] = "GET, HEAD"
             return response

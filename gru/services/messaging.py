@@ -33,7 +33,7 @@ class Messaging:
     def send(self, sender: Session, payload: dict) -> Message:
         """Accept and hand over one message; raise :class:`GruError` if it cannot be."""
         kind = payload.get("type")
-        if isinstance(kind, bool) or kind not in (UNICAST, BROADCAST):
+        if type(kind) is not int or kind not in (UNICAST, BROADCAST):
             raise GruError(Code.BAD_MSG_TYPE, "message type is invalid: use 1 (broadcast) or 0 (unicast)")
         content = self.check_content(payload.get("content"))
         target = self.check_target(payload.get("target")) if kind == UNICAST else None

@@ -43,7 +43,7 @@ class Sessions:
         value = payload.get("lastMsgId")
         if value is None:
             return None
-        if isinstance(value, str) and value.isdigit() and len(value) <= 16:
+        if isinstance(value, str) and fields.INTEGER.fullmatch(value) and len(value) <= 16:
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**53 - 1:
             raise GruError(Code.BAD_FIELD, "auth: lastMsgId must be a message id (a non-negative integer)")

@@ -11,7 +11,9 @@
 * A websocket frame the engine cannot decode ends that connection cleanly instead of
   raising out of the transport loop and leaving the session behind.
 * R7: a client event named ``connect`` or ``disconnect`` would run the server's own
-  connection handlers; such events are dropped.
+  connection handlers (and ``*`` would reach the catch-all handler with its arguments shifted);
+  such events, events without a name and packets that cannot be decoded are answered with an
+  ``error`` event and go no further.
 * Speed: a websocket writer sends everything queued for its connection as ready-made frames in
   one write (see :mod:`gru.sockets.frames`); a broadcast's text frame is built once and shared.
 """
@@ -28,6 +30,7 @@ import socketio
 from engineio import exceptions
 from engineio import packet as eio_packet
 
+from gru.errors import Code, GruError
 from gru.sockets import frames
 from gru.sockets.hold import HoldingServerMixin
 
@@ -35,7 +38,10 @@ log = logging.getLogger(__name__)
 
 CLIENT_MAX_PACKETS_PER_POLL = 16
 SERVER_MAX_DECODE_PACKETS = 10_000
-RESERVED_EVENTS = frozenset({"connect", "disconnect"})
+# Names python-socketio treats specially: a client event with one of them would run the server's
+# connection handlers ("connect", "disconnect") or reach the catch-all handler with its arguments
+# shifted ("*"). They are answered with an error instead.
+RESERVED_EVENTS = frozenset({"connect", "disconnect", "*"})
 
 
 def private_copy(pkt: eio_packet.Packet) -> eio_packet.Packet:
@@ -154,11 +160,26 @@ class GruSocketServer(HoldingServerMixin, socketio.Server):
             socket.__class__ = BoundedPollSocket  # same state, bounded poll()
         return super()._handle_eio_connect(eio_sid, environ)
 
+    def _handle_eio_message(self, eio_sid: str, data):
+        try:
+            return super()._handle_eio_message(eio_sid, data)
+        except ValueError as exc:  # a packet python-socketio cannot decode (bad JSON, huge numbers...)
+            log.info("undecodable packet from %s: %s", eio_sid, exc)
+            self._refuse_event(eio_sid, "/", Code.BAD_JSON, "packet could not be decoded")
+
     def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None, data: list) -> None:
         if not isinstance(data, list) or not data or not isinstance(data[0], str):
-            log.info("dropped malformed event from %s", eio_sid)
+            log.info("refused malformed event from %s", eio_sid)
+            self._refuse_event(eio_sid, namespace, Code.BAD_FIELD, "an event needs a name")
             return
         if data[0] in RESERVED_EVENTS:
-            log.info("dropped client event with reserved name %r from %s", data[0], eio_sid)
+            log.info("refused client event with reserved name %r from %s", data[0], eio_sid)
+            self._refuse_event(eio_sid, namespace, Code.BAD_FIELD, f"event name {data[0]!r} is reserved")
             return
         super()._handle_event(eio_sid, namespace, id, data)
+
+    def _refuse_event(self, eio_sid: str, namespace: str | None, code: Code, message: str) -> None:
+        """Answer an event that cannot be handled, so the client is not left waiting."""
+        answer = GruError(code, message).as_result()
+        self._send_packet(eio_sid, self.packet_class(socketio.packet.EVENT, namespace=namespace or "/",
+                                                     data=["error", answer]))

@@ -38,9 +38,18 @@ def dumps(obj: object, **kwargs: object) -> str:
     return NON_ASCII.sub(_escape, data.decode("utf-8"))
 
 
+MAX_INTEGER_DIGITS = 100
+
+
+def _bounded_int(digits: str) -> int | str:
+    """Integers of more than 100 digits stay text: converting them is slow (or refused past 4300
+    digits), and no field of Gru's takes one, so the event gets its ordinary field error."""
+    return int(digits) if len(digits) <= MAX_INTEGER_DIGITS else digits
+
+
 def loads(text: str | bytes, **kwargs: object) -> object:
     """Decode JSON text; what orjson refuses gets the standard library's verdict."""
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
-        return json.loads(text)
+        return json.loads(text, parse_int=_bounded_int)
