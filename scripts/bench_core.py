@@ -154,6 +154,9 @@ def start_server(timeout: float = 20.0) -> OwnServer:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "GUNICORN_CMD_ARGS"}
     env.update(GRU_BIND=f"127.0.0.1:{port}", GRU_WORKERS="1", PYTHONUNBUFFERED="1")
+    # one load generator sends as fast as it can from one address: lift the per-client limits
+    for name in ("GRU_RATE_LIMIT", "GRU_RATE_BURST", "GRU_MAX_PENDING_PER_ADDRESS"):
+        env.setdefault(name, "100000")
     fd, name = tempfile.mkstemp(prefix="gru-bench-", suffix=".log")
     with os.fdopen(fd, "wb") as log_file:
         proc = subprocess.Popen([_gunicorn(), "-c", "gunicorn.conf.py", "wsgi:app"], cwd=REPO_ROOT, env=env,
