@@ -4,6 +4,8 @@
 // Opens R receivers and 1 sender in one fresh group, each with its own ticket
 // (GET /ticket) and its own WebSocket connection, authenticates them all, then
 // the sender emits M broadcasts with at most `window` msg_results outstanding.
+// By default everything goes to one URL; for a cluster, `ticketUrl` names the
+// ticket service and `nodeUrls` the nodes the receivers are spread over.
 // Every receiver records which messages it got and when; one JSON line with the
 // counts and latencies is printed on stdout at the end. Progress goes to stderr.
 //
@@ -13,6 +15,10 @@
 //
 // Config (JSON object; every field but url is optional):
 //   url            base URL of the Gru node (loopback), used for /ticket and socket.io
+//   ticketUrl      base URL for GET /ticket instead of url (e.g. a GRU_ROLE=ticket service)
+//   nodeUrls       node URLs to spread the receivers over, round-robin (receiver i on
+//                  nodeUrls[i % n]); default [url]: every receiver on url
+//   senderUrl      node URL of the sender, default nodeUrls[0]
 //   receivers      R, default 200            messages   M, default 500
 //   window         unacknowledged msg_results allowed, default 20
 //   group          group id, default "bench-<random>"
@@ -27,7 +33,7 @@
 //
 // Exit code: 0 if ok (nothing lost, duplicated, echoed or refused), 1 if not, 2 on a bad config.
 // Result line: {"phase":"result","ok":..,"receivers","messages","sent","accepted","refused",
-//   "deliveries","expected","lost","duplicated","echoed","unexpected","durationMs",
+//   "deliveries","expected","lost","duplicated","echoed","unexpected","durationMs","receiversPerNode",
 //   "deliveriesPerSec","latencyMs":{"p50","p99","max","mean"},"setupMs","clientCpuMs":{..},"error"}
 'use strict';
 
@@ -69,11 +75,24 @@ function readConfig() {
   });
 }
 
+function stripSlash(url) {
+  return url.replace(/\/+$/, '');
+}
+
 function withDefaults(raw) {
   if (!raw || typeof raw.url !== 'string') throw new Error('config needs "url"');
   const run = crypto.randomBytes(4).toString('hex');
+  const url = stripSlash(raw.url);
+  if (raw.nodeUrls !== undefined && (!Array.isArray(raw.nodeUrls) || raw.nodeUrls.length === 0
+      || !raw.nodeUrls.every((u) => typeof u === 'string'))) {
+    throw new Error('"nodeUrls" must be a non-empty array of URLs');
+  }
+  const nodeUrls = raw.nodeUrls ? raw.nodeUrls.map(stripSlash) : [url];
   return {
-    url: raw.url.replace(/\/+$/, ''),
+    url,
+    ticketUrl: stripSlash(raw.ticketUrl ?? url),
+    nodeUrls,
+    senderUrl: stripSlash(raw.senderUrl ?? nodeUrls[0]),
     receivers: raw.receivers ?? 200,
     messages: raw.messages ?? 500,
     window: Math.max(1, raw.window ?? 20),
@@ -106,7 +125,7 @@ function getTicket(cfg, user) {
     userType: String(user.type), userName: user.id, userId: user.id, token1: user.token1,
   });
   return new Promise((resolve, reject) => {
-    const req = http.get(`${cfg.url}/ticket?${query}`, { agent, timeout: 10000 }, (res) => {
+    const req = http.get(`${cfg.ticketUrl}/ticket?${query}`, { agent, timeout: 10000 }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk) => { body += chunk; });
@@ -141,7 +160,7 @@ function waitFor(socket, event, ms, what) {
 }
 
 function connectSocket(cfg, user) {
-  const socket = io(cfg.url, {
+  const socket = io(user.url, {
     transports: ['websocket'], forceNew: true, reconnection: false, timeout: 10000,
   });
   return new Promise((resolve, reject) => {
@@ -156,7 +175,8 @@ function connectSocket(cfg, user) {
 async function openUser(cfg, user) {
   user.token1 = token1For(cfg, user.id, user.type);
   const ticket = await getTicket(cfg, user);
-  // Connect to the node under test (cfg.url) rather than ticket.addr: the bench targets one node.
+  // Connect to the node under test (user.url: cfg.url, or one of cfg.nodeUrls) rather than
+  // ticket.addr: the bench chooses where each user is; token2 is valid on every node.
   const socket = await connectSocket(cfg, user);
   user.socket = socket;
   const answer = waitFor(socket, 'auth_result', 10000, `auth ${user.id}`);
@@ -334,6 +354,9 @@ function summarize(cfg, state, setupMs, cpu, error) {
       mean: round(mean),
     },
     setupMs: round(setupMs),
+    receiversPerNode: cfg.nodeUrls.map((url, n) => ({
+      url, receivers: Math.floor(cfg.receivers / cfg.nodeUrls.length) + (n < cfg.receivers % cfg.nodeUrls.length ? 1 : 0),
+    })),
     clientCpuMs: cpu,
     error: error || null,
   };
@@ -375,8 +398,10 @@ function closeAll(users) {
 
 async function main() {
   const cfg = withDefaults(await readConfig());
-  const sender = { id: `bench-t-${cfg.run}`, type: SENDER_TYPE };
-  const receivers = Array.from({ length: cfg.receivers }, (_, i) => ({ id: `bench-s-${cfg.run}-${i}`, type: RECEIVER_TYPE }));
+  const sender = { id: `bench-t-${cfg.run}`, type: SENDER_TYPE, url: cfg.senderUrl };
+  const receivers = Array.from({ length: cfg.receivers }, (_, i) => ({
+    id: `bench-s-${cfg.run}-${i}`, type: RECEIVER_TYPE, url: cfg.nodeUrls[i % cfg.nodeUrls.length],
+  }));
   const users = [sender, ...receivers];
   const state = makeState(cfg);
   const setupCpu = process.cpuUsage();
@@ -386,7 +411,9 @@ async function main() {
   let setupCpuMs = null;
   let phaseCpu = null;
   try {
-    log(`opening ${users.length} sockets to ${cfg.url} (group ${cfg.group})`);
+    const where = cfg.nodeUrls.length === 1 && cfg.senderUrl === cfg.nodeUrls[0]
+      ? cfg.nodeUrls[0] : `sender ${cfg.senderUrl}, receivers ${cfg.nodeUrls.join(' ')}`;
+    log(`opening ${users.length} sockets to ${where} (group ${cfg.group})`);
     await withTimeout(openAll(cfg, users), cfg.setupTimeout, 'setup (tickets, connect, auth)');
     setupMs = performance.now() - setupStart;
     setupCpuMs = cpuMs(setupCpu);
