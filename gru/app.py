@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import socketio
 from flask import Blueprint, Flask
 
+from gru.backends import redis_speedups
 from gru.backends.base import Backend
 from gru.backends.memory import MemoryBackend
 from gru.backends.redis import Keys, RedisBackend, connect
@@ -72,6 +73,7 @@ def create_backend(settings: Settings, instance_id: str) -> Backend:
     """Memory when no Redis is configured, Redis otherwise."""
     if not settings.redis_url:
         return MemoryBackend()
+    redis_speedups.install()
     client = connect(settings.redis_url, **REDIS_OPTIONS)
     return RedisBackend(client, Keys(settings.redis_prefix), instance_id, settings.node_ttl)
 
