@@ -35,9 +35,9 @@ class Backend(ABC):
     def online(self, group: str) -> list[UserId]:
         """Ids of the users with at least one live connection in ``group``, each user once."""
 
-    @abstractmethod
     def is_online(self, user: UserKey) -> bool:
         """Whether ``user`` has at least one live authenticated connection anywhere."""
+        return bool(self.online_groups(user))
 
     @abstractmethod
     def online_groups(self, user: UserKey) -> set[str]:

@@ -55,10 +55,6 @@ class MemoryBackend(Backend):
             members = self._groups.get(group, {})
             return [next(iter(conns.values())) for conns in members.values()]
 
-    def is_online(self, user: UserKey) -> bool:
-        with self._lock:
-            return bool(self._user_conns.get(user))
-
     def online_groups(self, user: UserKey) -> set[str]:
         with self._lock:
             return set(self._user_conns.get(user, {}).values())

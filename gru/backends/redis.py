@@ -167,13 +167,6 @@ class RedisBackend(Backend):
             seen.setdefault((user_id, user_type), display_id)
         return list(seen.values())
 
-    def is_online(self, user: UserKey) -> bool:
-        entries = self._read(lambda: self._redis.hgetall(self._keys.user(user)))
-        live, dead = self._split_by_liveness(entries)
-        if dead:
-            self._forget_fields(self._keys.user(user), dead)
-        return bool(live)
-
     def online_groups(self, user: UserKey) -> set[str]:
         entries = self._read(lambda: self._redis.hgetall(self._keys.user(user)))
         live, dead = self._split_by_liveness(entries)

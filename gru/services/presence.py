@@ -42,7 +42,3 @@ class Presence:
     def last_group(self, user: UserKey) -> str | None:
         """The group the user last authenticated in; may raise ``BackendUnavailable``."""
         return self._backend.last_group(user)
-
-    def is_online(self, user: UserKey) -> bool:
-        """Whether the user has any authenticated connection; may raise ``BackendUnavailable``."""
-        return self._backend.is_online(user)
