@@ -94,11 +94,8 @@ def _socket_side(settings: Settings, backend: Backend, tokens: TokenService, ins
         manager = MeteredRedisManager(settings.redis_url, channel=Keys(settings.redis_prefix).channel)
     sio = create_socket_server(settings, manager)
     user_types = settings.user_type_names
-    presence = Presence(backend, remember_seconds=settings.max_expire, online_scope=settings.online_scope)
+    presence, history, messaging = create_messaging(settings, backend, SocketDelivery(sio))
     sessions = Sessions(tokens, presence, user_types)
-    history = History(backend, settings.history_size, settings.history_ttl, settings.offline_size)
-    messaging = Messaging(IdAllocator(backend), presence, CountedDelivery(SocketDelivery(sio)), history, user_types,
-                          settings.max_content, settings.max_expire, settings.unicast_scope)
     limits = ConnectionLimits(settings.max_connections, settings.max_pending_per_address)
     handlers = EventHandlers(sio, sessions, messaging, presence, history, settings.auth_timeout, limits,
                              settings.rate_limit, settings.rate_burst)
@@ -158,12 +155,18 @@ def _http_side(settings: Settings, backend: Backend, tokens: TokenService, sio: 
     return blueprints
 
 
-def create_system_sender(settings: Settings, backend: Backend, delivery) -> SystemSender:
-    """The sender behind ``/api/push`` and ``gru.emitter``: same rules, ids and history as sockets."""
+def create_messaging(settings: Settings, backend: Backend, delivery) -> tuple[Presence, History, Messaging]:
+    """Presence, history and messaging over one delivery port: the same rules for every sender."""
     presence = Presence(backend, remember_seconds=settings.max_expire, online_scope=settings.online_scope)
     history = History(backend, settings.history_size, settings.history_ttl, settings.offline_size)
     messaging = Messaging(IdAllocator(backend), presence, CountedDelivery(delivery), history,
                           settings.user_type_names, settings.max_content, settings.max_expire, settings.unicast_scope)
+    return presence, history, messaging
+
+
+def create_system_sender(settings: Settings, backend: Backend, delivery) -> SystemSender:
+    """The sender behind ``/api/push`` and ``gru.emitter``: same rules, ids and history as sockets."""
+    presence, _, messaging = create_messaging(settings, backend, delivery)
     return SystemSender(messaging, presence, backend)
 
 
