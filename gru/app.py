@@ -36,6 +36,7 @@ from gru.services.tokens import TokenService
 from gru.sockets.delivery import SocketDelivery
 from gru.sockets.drain import close_connections
 from gru.sockets.events import EventHandlers
+from gru.sockets.manager import relay_envelope
 from gru.sockets.metered import MeteredManager, MeteredRedisManager
 from gru.sockets.server import create_socket_server
 
@@ -75,7 +76,7 @@ def create_backend(settings: Settings, instance_id: str) -> Backend:
         return MemoryBackend()
     redis_speedups.install()
     client = connect(settings.redis_url, **REDIS_OPTIONS)
-    return RedisBackend(client, Keys(settings.redis_prefix), instance_id, settings.node_ttl)
+    return RedisBackend(client, Keys(settings.redis_prefix), instance_id, settings.node_ttl, envelope=relay_envelope)
 
 
 def create_verifier(settings: Settings) -> Token1Verifier:
@@ -91,7 +92,9 @@ def _socket_side(settings: Settings, backend: Backend, tokens: TokenService, ins
     """The long-connection node: socket.io server, its handlers and its heartbeat."""
     manager = MeteredManager()
     if settings.redis_url:
-        manager = MeteredRedisManager(settings.redis_url, channel=Keys(settings.redis_prefix).channel)
+        keys = Keys(settings.redis_prefix)
+        manager = MeteredRedisManager(settings.redis_url, channel=keys.channel,
+                                      instance_channel=keys.instance_channel(instance_id))
     sio = create_socket_server(settings, manager)
     user_types = settings.user_type_names
     presence, history, messaging = create_messaging(settings, backend, SocketDelivery(sio))
@@ -159,7 +162,7 @@ def create_messaging(settings: Settings, backend: Backend, delivery) -> tuple[Pr
     """Presence, history and messaging over one delivery port: the same rules for every sender."""
     presence = Presence(backend, remember_seconds=settings.max_expire, online_scope=settings.online_scope)
     history = History(backend, settings.history_size, settings.history_ttl, settings.offline_size)
-    messaging = Messaging(IdAllocator(backend), presence, CountedDelivery(delivery), history,
+    messaging = Messaging(backend, IdAllocator(backend), CountedDelivery(delivery), history,
                           settings.user_type_names, settings.max_content, settings.max_expire, settings.unicast_scope)
     return presence, history, messaging
 

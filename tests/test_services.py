@@ -36,7 +36,7 @@ class World:
         self.sessions = Sessions(self.tokens, self.presence, TYPES)
         self.delivery = RecordingDelivery()
         self.history = History(self.backend, size=5, ttl=60, offline_size=3, clock=clock)
-        self.messaging = Messaging(IdAllocator(self.backend, clock=clock), self.presence, self.delivery,
+        self.messaging = Messaging(self.backend, IdAllocator(self.backend, clock=clock), self.delivery,
                                    self.history, TYPES, max_content, max_expire=3600, unicast_scope=scope)
 
     def auth(self, conn, user_id, user_type=1, group=10, **overrides):

@@ -3,8 +3,48 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from gru.models import Instance, Node, UserId, UserKey
+
+SENT, QUEUED, OFFLINE, FORBIDDEN = "sent", "queued", "offline", "forbidden"
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """Where a message is kept for recovery: the newest ``size`` of ``stream``, none below ``min_id``,
+    the stream forgotten after ``ttl`` idle seconds."""
+
+    stream: str
+    size: int
+    ttl: float
+    min_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unicast:
+    """A unicast for :meth:`Backend.unicast`: everything one atomic step needs to decide and record it.
+
+    ``body`` is the wire body without ``id``: the backend allocates the id (at least ``floor``) and
+    puts it first. ``scope_group``, when given, admits the message only if the target is online in
+    that group or, when offline, was last seen there. ``queue_until_ms`` (0: refuse when offline)
+    keeps it for an offline target, at most ``queue_size`` per user."""
+
+    user: UserKey
+    body: dict
+    floor: int
+    kept: Kept | None
+    scope_group: str | None = None
+    queue_until_ms: int = 0
+    queue_size: int = 0
+
+
+class Routed(NamedTuple):
+    """What became of a unicast: ``SENT``, ``QUEUED``, ``OFFLINE`` or ``FORBIDDEN``, and its id (0 if refused)."""
+
+    outcome: str
+    message_id: int
 
 
 class BackendUnavailable(Exception):
@@ -22,6 +62,13 @@ class Backend(ABC):
     @abstractmethod
     def allocate_id(self, floor: int) -> int:
         """Return an id greater than every id returned before and not below ``floor``."""
+
+    @abstractmethod
+    def unicast(self, message: Unicast) -> Routed:
+        """Check the target's presence (and the scope), allocate an id, keep the message in history
+        and either queue it (target offline) or relay it to the *other* processes holding the target,
+        all in one step, so a unicast costs one round trip to the shared state. Delivering to the
+        target's connections in this process is left to the caller, after ``SENT``."""
 
     @abstractmethod
     def presence_add(self, group: str, user: UserKey, display_id: UserId, conn_id: str) -> None:

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from gru.backends.base import Backend
+from gru.backends.base import FORBIDDEN, OFFLINE, QUEUED, SENT, Backend, Routed, Unicast
 from gru.models import Instance, Node, UserId, UserKey
 
 
@@ -28,8 +28,29 @@ class MemoryBackend(Backend):
 
     def allocate_id(self, floor: int) -> int:
         with self._lock:
-            self._last_id = max(self._last_id + 1, floor)
-            return self._last_id
+            return self._allocate(floor)
+
+    def unicast(self, message: Unicast) -> Routed:
+        user = message.user
+        with self._lock:
+            groups = set(self._user_conns.get(user, {}).values())
+            if message.scope_group is not None and message.scope_group not in (groups or {self._last_group(user)}):
+                return Routed(FORBIDDEN, 0)
+            if not groups and not message.queue_until_ms:
+                return Routed(OFFLINE, 0)
+            message_id = self._allocate(message.floor)
+            body = {"id": message_id, **message.body}
+            if message.kept is not None:
+                kept = message.kept
+                self._append(kept.stream, message_id, body, kept.size, kept.min_id)
+            if groups:
+                return Routed(SENT, message_id)  # every connection is in this process: nothing to relay
+            self._queue(user, message_id, body, message.queue_until_ms, message.queue_size)
+            return Routed(QUEUED, message_id)
+
+    def _allocate(self, floor: int) -> int:
+        self._last_id = max(self._last_id + 1, floor)
+        return self._last_id
 
     def presence_add(self, group: str, user: UserKey, display_id: UserId, conn_id: str) -> None:
         with self._lock:
@@ -65,17 +86,23 @@ class MemoryBackend(Backend):
 
     def last_group(self, user: UserKey) -> str | None:
         with self._lock:
-            group, until = self._last_groups.get(user, (None, 0.0))
-            return group if until > self._clock() else None
+            return self._last_group(user)
+
+    def _last_group(self, user: UserKey) -> str | None:
+        group, until = self._last_groups.get(user, (None, 0.0))
+        return group if until > self._clock() else None
 
     def history_append(self, stream: str, message_id: int, body: dict, size: int, ttl: float, min_id: int) -> None:
         with self._lock:
-            entries = self._history.setdefault(stream, [])
-            bisect.insort(entries, (message_id, body), key=lambda entry: entry[0])
-            keep_from = max(len(entries) - size, bisect.bisect_left(entries, min_id, key=lambda entry: entry[0]))
-            if keep_from > 0:
-                self._dropped[stream] = max(self._dropped.get(stream, 0), entries[keep_from - 1][0])
-                del entries[:keep_from]
+            self._append(stream, message_id, body, size, min_id)
+
+    def _append(self, stream: str, message_id: int, body: dict, size: int, min_id: int) -> None:
+        entries = self._history.setdefault(stream, [])
+        bisect.insort(entries, (message_id, body), key=lambda entry: entry[0])
+        keep_from = max(len(entries) - size, bisect.bisect_left(entries, min_id, key=lambda entry: entry[0]))
+        if keep_from > 0:
+            self._dropped[stream] = max(self._dropped.get(stream, 0), entries[keep_from - 1][0])
+            del entries[:keep_from]
 
     def history_since(self, streams: list[str], after_id: int, min_id: int) -> tuple[list[dict], bool]:
         with self._lock:
@@ -87,9 +114,12 @@ class MemoryBackend(Backend):
 
     def offline_push(self, user: UserKey, message_id: int, body: dict, expire_at_ms: int, size: int) -> None:
         with self._lock:
-            queue = self._offline.setdefault(user, [])
-            bisect.insort(queue, (message_id, body, expire_at_ms), key=lambda entry: entry[0])
-            del queue[:-size]  # the lowest ids go first, as in Redis
+            self._queue(user, message_id, body, expire_at_ms, size)
+
+    def _queue(self, user: UserKey, message_id: int, body: dict, expire_at_ms: int, size: int) -> None:
+        queue = self._offline.setdefault(user, [])
+        bisect.insort(queue, (message_id, body, expire_at_ms), key=lambda entry: entry[0])
+        del queue[:-size]  # the lowest ids go first, as in Redis
 
     def offline_take(self, user: UserKey, now_ms: int) -> list[dict]:
         with self._lock:

@@ -8,6 +8,9 @@ Layout (every key from :class:`Keys`, under ``GRU_REDIS_PREFIX``):
 * ``user:<type>:<id>`` hash: ``<instance>|<conn>`` → group
 * ``conns:<instance>`` set: the presence entries an instance owns, so they can be removed after it dies
 * ``last-id``: the last message id handed out
+* ``history:<stream>`` sorted set (score: id) and ``dropped:<stream>``; ``offline:<type>:<id>`` sorted set
+* channel ``socketio``: broadcasts, which every process decodes; channel ``socketio:<instance>``:
+  unicasts relayed to the one process that holds the target (see :meth:`RedisBackend.unicast`)
 
 Reads filter out entries of dead instances, so a crashed node's users leave every online list
 within ``node_ttl`` seconds; a janitor then deletes what the dead instance left behind. Each
@@ -20,13 +23,18 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from urllib.parse import urlparse
 
+import orjson
 import redis
 from socketio.redis_manager import parse_redis_sentinel_url
 
-from gru.backends.base import Backend, BackendUnavailable
+from gru.backends.base import Backend, BackendUnavailable, Routed, Unicast
+from gru.backends.redis_lane import Lane
 from gru.models import Instance, Node, UserId, UserKey
+
+Envelope = Callable[[UserKey], tuple[bytes, bytes]]
 
 log = logging.getLogger(__name__)
 
@@ -38,26 +46,94 @@ return id
 """
 
 
-HISTORY_APPEND = """
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-local dropped = 0
-local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
-if excess > 0 then
-  local old = redis.call('ZRANGE', KEYS[1], 0, excess - 1, 'WITHSCORES')
-  dropped = tonumber(old[#old])
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
+KEEP = """
+local function keep(key, dropped_key, id, member, size, ttl_ms, min_id)
+  redis.call('ZADD', key, id, member)
+  local dropped = 0
+  local excess = redis.call('ZCARD', key) - size
+  if excess > 0 then
+    local old = redis.call('ZRANGE', key, 0, excess - 1, 'WITHSCORES')
+    dropped = tonumber(old[#old])
+    redis.call('ZREMRANGEBYRANK', key, 0, excess - 1)
+  end
+  local stale = redis.call('ZRANGEBYSCORE', key, '-inf', '(' .. min_id, 'WITHSCORES')
+  if #stale > 0 then
+    dropped = math.max(dropped, tonumber(stale[#stale]))
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. min_id)
+  end
+  if dropped > tonumber(redis.call('GET', dropped_key) or '0') then
+    redis.call('SET', dropped_key, string.format('%d', dropped))
+  end
+  redis.call('PEXPIRE', key, ttl_ms)
+  redis.call('PEXPIRE', dropped_key, ttl_ms)
 end
-local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[5], 'WITHSCORES')
-if #stale > 0 then
-  dropped = math.max(dropped, tonumber(stale[#stale]))
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[5])
-end
-if dropped > tonumber(redis.call('GET', KEYS[2]) or '0') then
-  redis.call('SET', KEYS[2], string.format('%d', dropped))
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
+"""
+
+HISTORY_APPEND = KEEP + """
+keep(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5])
 return 1
+"""
+
+# KEYS: presence of the target user, last-id, last group, history, dropped, offline queue.
+# ARGV: 1 id floor, 2 alive-key prefix, 3 instance-channel prefix, 4 own instance, 5 scoped (1/0),
+# 6 scope group, 7 body without id, 8 history size (0: none), 9 history ttl ms, 10 history min id,
+# 11 queue until ms (0: refuse when offline), 12 queue size, 13/14 relay envelope head/tail.
+UNICAST = KEEP + """
+local fields = redis.call('HGETALL', KEYS[1])
+local alive, holders, groups, dead = {}, {}, {}, {}
+local online = false
+for i = 1, #fields, 2 do
+  local field = fields[i]
+  local owner = string.sub(field, 1, (string.find(field, '|', 1, true) or (#field + 1)) - 1)
+  if alive[owner] == nil then
+    alive[owner] = redis.call('EXISTS', ARGV[2] .. owner) == 1
+  end
+  if alive[owner] then
+    holders[owner] = true
+    groups[fields[i + 1]] = true
+    online = true
+  else
+    dead[#dead + 1] = field
+  end
+end
+if #dead > 0 then
+  redis.call('HDEL', KEYS[1], unpack(dead))
+end
+if ARGV[5] == '1' then
+  local allowed
+  if online then
+    allowed = groups[ARGV[6]] ~= nil
+  else
+    allowed = redis.call('GET', KEYS[3]) == ARGV[6]
+  end
+  if not allowed then
+    return {'forbidden', '0'}
+  end
+end
+local queue_until = ARGV[11]
+if not online and queue_until == '0' then
+  return {'offline', '0'}
+end
+local id = string.format('%d', math.max(tonumber(redis.call('GET', KEYS[2]) or '0') + 1, tonumber(ARGV[1])))
+redis.call('SET', KEYS[2], id)
+local rest = string.sub(ARGV[7], 2)
+local body = '{"id":' .. id .. (rest == '}' and '' or ',') .. rest
+if ARGV[8] ~= '0' then
+  keep(KEYS[4], KEYS[5], id, body, tonumber(ARGV[8]), ARGV[9], ARGV[10])
+end
+if not online then
+  redis.call('ZADD', KEYS[6], id, '[' .. queue_until .. ',' .. body .. ']')
+  redis.call('ZREMRANGEBYRANK', KEYS[6], 0, -tonumber(ARGV[12]) - 1)
+  redis.call('PEXPIREAT', KEYS[6], queue_until, 'GT')
+  redis.call('PEXPIREAT', KEYS[6], queue_until, 'NX')
+  return {'queued', id}
+end
+for owner in pairs(holders) do
+  if owner ~= ARGV[4] then
+    redis.call('PUBLISH', ARGV[3] .. owner, ARGV[13] .. body .. ARGV[14])
+  end
+end
+return {'sent', id}
 """
 
 OFFLINE_TAKE = """
@@ -112,6 +188,9 @@ class Keys:
     def channel(self) -> str:
         return self.key("socketio")
 
+    def instance_channel(self, instance: str) -> str:
+        return self.key("socketio", instance)
+
 
 def connect(url: str, **options) -> redis.Redis:
     """A client for ``redis://``, ``rediss://``, ``unix://`` or ``redis+sentinel://`` URLs."""
@@ -121,16 +200,30 @@ def connect(url: str, **options) -> redis.Redis:
     return redis.Redis.from_url(url, **options)
 
 
-class RedisBackend(Backend):
-    """Shared state in Redis; one instance per worker process."""
+def bare(user: UserKey) -> tuple[bytes, bytes]:
+    """Relay a unicast's body as it is (for tools and tests that read instance channels themselves)."""
+    return b"", b""
 
-    def __init__(self, client: redis.Redis, keys: Keys, instance_id: str, node_ttl: float) -> None:
+
+class RedisBackend(Backend):
+    """Shared state in Redis; one instance per worker process.
+
+    ``envelope`` gives the text around a unicast's body that makes it, on the instance channel of
+    a process holding the target, a delivery to that user's connections; it comes from the socket
+    layer, so the backend relays messages without knowing their wire format.
+    """
+
+    def __init__(self, client: redis.Redis, keys: Keys, instance_id: str, node_ttl: float,
+                 envelope: Envelope = bare) -> None:
         self._redis = client
         self._keys = keys
         self._instance = instance_id
         self._ttl_ms = int(node_ttl * 1000)
+        self._envelope = envelope
+        self._lane = Lane(client)  # the per-message scripts
         self._allocate = client.register_script(ALLOCATE_ID)
         self._history_append = client.register_script(HISTORY_APPEND)
+        self._unicast = client.register_script(UNICAST)
         self._offline_take = client.register_script(OFFLINE_TAKE)
         self._lock = threading.Lock()
         self._mine: dict[str, tuple[str, UserKey, UserId]] = {}  # conn → (group, user, display id)
@@ -140,9 +233,24 @@ class RedisBackend(Backend):
 
     def allocate_id(self, floor: int) -> int:
         try:
-            return int(self._allocate(keys=[self._keys.last_id], args=[floor]))
+            return int(self._lane.evalsha(self._allocate, [self._keys.last_id], [floor]))
         except redis.RedisError as exc:
             raise BackendUnavailable(f"message id: {exc}") from None
+
+    def unicast(self, message: Unicast) -> Routed:
+        """One script: presence with owner liveness, scope, id, history, then the offline queue or
+        a publish on the instance channel of each *other* live process holding the target."""
+        user, kept, scope = message.user, message.kept, message.scope_group
+        stream = kept.stream if kept is not None else ""
+        head, tail = self._envelope(user)
+        keys = [self._keys.user(user), self._keys.last_id, self._keys.last_group(user), self._keys.history(stream),
+                self._keys.dropped(stream), self._keys.offline(user)]
+        args = [message.floor, self._keys.alive(""), self._keys.instance_channel(""), self._instance,
+                0 if scope is None else 1, scope or "", _encode(message.body), kept.size if kept else 0,
+                int(kept.ttl * 1000) if kept else 0, kept.min_id if kept else 0, message.queue_until_ms,
+                message.queue_size, head, tail]
+        outcome, message_id = self._read(lambda: self._lane.evalsha(self._unicast, keys, args))
+        return Routed(outcome.decode(), int(message_id))
 
     # -- presence ----------------------------------------------------------------------------
 
@@ -189,7 +297,7 @@ class RedisBackend(Backend):
     def history_append(self, stream: str, message_id: int, body: dict, size: int, ttl: float, min_id: int) -> None:
         keys = [self._keys.history(stream), self._keys.dropped(stream)]
         args = [message_id, json.dumps(body, ensure_ascii=False), size, int(ttl * 1000), min_id]
-        self._read(lambda: self._history_append(keys=keys, args=args))
+        self._read(lambda: self._lane.evalsha(self._history_append, keys, args))
 
     def history_since(self, streams: list[str], after_id: int, min_id: int) -> tuple[list[dict], bool]:
         pipe = self._redis.pipeline(transaction=False)
@@ -344,7 +452,16 @@ class RedisBackend(Backend):
             return False
 
     def close(self) -> None:
+        self._lane.close()
         self._redis.close()
+
+
+def _encode(body: dict) -> bytes:
+    """Compact UTF-8 JSON; what orjson refuses (lone surrogates, integers beyond 64 bits) is escaped."""
+    try:
+        return orjson.dumps(body)
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(body, separators=(",", ":")).encode()
 
 
 def _merge(node: Node | None, info: dict) -> Node:

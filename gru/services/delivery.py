@@ -14,4 +14,5 @@ class Delivery(Protocol):
         """Deliver ``body`` as ``msg`` to every connection in ``group`` except ``exclude_conn``."""
 
     def to_user(self, user: UserKey, body: dict) -> None:
-        """Deliver ``body`` as ``msg`` to every connection of ``user``."""
+        """Deliver ``body`` as ``msg`` to the connections of ``user`` in this process: the backend's
+        unicast step has already relayed it to the other processes that hold the user."""

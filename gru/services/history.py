@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from gru.backends.base import Backend, BackendUnavailable
+from gru.backends.base import Backend, BackendUnavailable, Kept
 from gru.models import Session, UserKey
 from gru.services.ids import id_floor
 
@@ -42,6 +42,14 @@ class History:
         """Keep a message for recovery (raises ``BackendUnavailable`` when it cannot be kept)."""
         if self._size > 0:
             self._backend.history_append(stream, message_id, body, self._size, self._ttl, self._min_id())
+
+    def kept(self, stream: str) -> Kept | None:
+        """How a backend operation that records a message itself keeps it in ``stream`` (``None``: not at all)."""
+        return Kept(stream, self._size, self._ttl, self._min_id()) if self._size > 0 else None
+
+    @property
+    def offline_size(self) -> int:
+        return self._offline_size
 
     def queue(self, user: UserKey, message_id: int, body: dict, expire_at_ms: int) -> None:
         """Keep a unicast for an offline user until it expires."""

@@ -26,11 +26,20 @@ class IdAllocator:
 
     def next_id(self) -> tuple[int, int]:
         """Return ``(id, create_time_ms)`` for a newly accepted message."""
+        floor, now_ms = self.floor()
+        return checked(self._backend.allocate_id(floor)), now_ms
+
+    def floor(self) -> tuple[int, int]:
+        """``(lowest id allowed now, create_time_ms)``, for a backend operation that allocates the id itself."""
         now_ms = int(self._clock() * 1000)
-        message_id = self._backend.allocate_id(now_ms * IDS_PER_MS)
-        if message_id > MAX_SAFE_INTEGER:
-            raise OverflowError("message id exceeds 2**53 - 1")
-        return message_id, now_ms
+        return now_ms * IDS_PER_MS, now_ms
+
+
+def checked(message_id: int) -> int:
+    """The id, if JavaScript clients can hold it exactly."""
+    if message_id > MAX_SAFE_INTEGER:
+        raise OverflowError("message id exceeds 2**53 - 1")
+    return message_id
 
 
 def id_floor(seconds: float) -> int:

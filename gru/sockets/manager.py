@@ -5,6 +5,12 @@ Gru publishes first and raises :class:`QueueUnavailable` if that fails, so nobod
 message and the sender gets an error instead of a false success. Replies to the caller
 (``ignore_queue=True``) never touch Redis. The subscriber retries every second or two
 instead of backing off to a minute, so a node is whole again soon after Redis returns.
+
+Unicasts do not go through the shared channel, which every process would have to decode: the
+backend's unicast step publishes them on the instance channel of each other process holding the
+target (wrapped in :func:`relay_envelope`, so :meth:`_handle_emit` takes them as emits), and the
+emit here only serves this process's connections. Each process therefore subscribes to the shared
+channel and to its own instance channel.
 """
 
 from __future__ import annotations
@@ -16,9 +22,29 @@ import time
 import socketio
 from socketio.packet import Packet
 
+from gru.models import UserKey
+from gru.sockets import fastjson
+from gru.sockets.rooms import user_room
+
 log = logging.getLogger(__name__)
 
 MAX_RETRY_SLEEP = 2.0
+USER_ROOM_PREFIX = "u:"  # of every name ``rooms.user_room`` makes
+
+
+def relay_envelope(user: UserKey) -> tuple[bytes, bytes]:
+    """The text before and after a ``msg`` body that makes it, on an instance channel, an emit to
+    ``user``'s room in the format ``PubSubManager._handle_emit`` decodes (no sender host: the relay
+    never goes to the process that published it)."""
+    room = fastjson.dumps(user_room(user)).encode()
+    head = b'{"method":"emit","event":"msg","namespace":"/","room":' + room + \
+        b',"skip_sid":null,"callback":null,"binary":false,"host_id":null,"data":['
+    return head, b"]}"
+
+
+def is_user_room(room: object) -> bool:
+    """Emits to a user's room are relayed by the backend; the manager serves local connections only."""
+    return isinstance(room, str) and room.startswith(USER_ROOM_PREFIX)
 
 
 class QueueUnavailable(Exception):
@@ -26,10 +52,16 @@ class QueueUnavailable(Exception):
 
 
 class GruRedisManager(socketio.RedisManager):
-    """Publish-first emits that fail loudly; quick re-subscription after an outage."""
+    """Publish-first emits that fail loudly; unicasts local only; quick re-subscription after an outage."""
+
+    def __init__(self, url: str, channel: str = "socketio", instance_channel: str | None = None, **kwargs) -> None:
+        super().__init__(url, channel=channel, **kwargs)
+        self.instance_channel = instance_channel
 
     def emit(self, event, data, namespace=None, room=None, skip_sid=None, callback=None, to=None, **kwargs):
         room = to or room
+        if is_user_room(room):
+            kwargs["ignore_queue"] = True
         if kwargs.get("ignore_queue") or callback is not None:
             return super().emit(event, data, namespace=namespace, room=room, skip_sid=skip_sid,
                                 callback=callback, **kwargs)
@@ -60,6 +92,17 @@ class GruRedisManager(socketio.RedisManager):
         log.error("cannot publish to Redis: %s", last_error)
         raise QueueUnavailable(str(last_error))
 
+    @property
+    def channels(self) -> list[str]:
+        """The shared channel, and this process's own one when it has an instance id."""
+        return [self.channel, self.instance_channel] if self.instance_channel else [self.channel]
+
+    def _listen(self):
+        channels = {channel.encode() for channel in self.channels}
+        for message in self._redis_listen_with_retries():
+            if message["channel"] in channels and message["type"] == "message" and "data" in message:
+                yield message["data"]
+
     def _redis_listen_with_retries(self):
         retry_sleep = 0.5
         subscribed = False
@@ -67,10 +110,10 @@ class GruRedisManager(socketio.RedisManager):
             try:
                 if not subscribed:
                     self._redis_connect()
-                    self.pubsub.subscribe(self.channel)
+                    self.pubsub.subscribe(*self.channels)
                     subscribed = True
                     if retry_sleep > 0.5:
-                        log.info("re-subscribed to Redis channel %s", self.channel)
+                        log.info("re-subscribed to Redis channels %s", self.channels)
                     retry_sleep = 0.5
                 yield from self.pubsub.listen()
             except Exception as exc:  # noqa: BLE001 - keep listening whatever happened
