@@ -7,7 +7,7 @@ import time
 import pytest
 import redis
 
-from gru.backends.base import BackendUnavailable
+from gru.backends.base import FORBIDDEN, OFFLINE, QUEUED, SENT, BackendUnavailable, Kept, Unicast
 from gru.backends.memory import MemoryBackend
 from gru.backends.redis import Keys, RedisBackend
 from gru.models import Instance, UserKey
@@ -190,4 +190,73 @@ def test_outage_raises_for_reads_and_replays_writes_afterwards(redis_server, red
         redis_server.start()
     backend.heartbeat(Instance("node_1:1:a", "node_1", None, 1, "up"))
     assert backend.online("10") == [2]
+    backend.close()
+
+
+# -- unicast: one step for presence, scope, id, history and queue ---------------------------------
+
+
+def unicast(user, body=None, scope=None, queue_until=0, floor=0):
+    kept = Kept(f"u:{user.type}:{user.id}", 10, 60, 0)
+    return Unicast(user, body or {"content": "hi"}, floor, kept, scope, queue_until, 5)
+
+
+def test_unicast_sends_queues_or_refuses_and_keeps_what_it_accepts(backend):
+    backend.presence_add("10", A, 1, "c1")
+    backend.remember_group(A, "10", ttl=60)
+    backend.remember_group(B, "11", ttl=60)
+    sent = backend.unicast(unicast(A, scope="10", floor=1000))
+    assert sent.outcome == SENT and sent.message_id >= 1000
+    assert backend.unicast(unicast(A, scope="11")) == (FORBIDDEN, 0)  # online, but in another group
+    assert backend.unicast(unicast(B, scope="11")) == (OFFLINE, 0)  # in scope, offline, no expire
+    assert backend.unicast(unicast(B, scope="10", queue_until=1)) == (FORBIDDEN, 0)  # last seen elsewhere
+    later = int(time.time() * 1000) + 60_000
+    queued = backend.unicast(unicast(B, {"content": "later"}, scope="11", queue_until=later))
+    assert queued.outcome == QUEUED and queued.message_id > sent.message_id
+    assert backend.offline_take(B, int(time.time() * 1000)) == [{"id": queued.message_id, "content": "later"}]
+    kept, complete = backend.history_since(["u:1:1"], 0, min_id=0)
+    assert kept == [{"id": sent.message_id, "content": "hi"}] and complete is True
+    assert backend.unicast(unicast(B)) == (OFFLINE, 0)  # no scope: only presence decides
+
+
+def test_unicast_bodies_keep_their_text_exactly(backend):
+    backend.presence_add("10", A, 1, "c1")
+    body = {"createTime": 5, "content": "跳转 \"q\" \\ \ud800 é", "from": {"id": 10**30, "type": 1}}
+    routed = backend.unicast(unicast(A, body))
+    kept, _ = backend.history_since(["u:1:1"], 0, min_id=0)
+    assert kept == [{"id": routed.message_id, **body}]
+    assert list(kept[0]) == ["id", "createTime", "content", "from"]  # the id first, as on the wire
+
+
+def test_unicast_is_published_only_to_the_other_processes_holding_the_target(pair, redis_server, redis_prefix):
+    first, second = pair
+    second.heartbeat(Instance("node_2:2:b", "node_2", None, 1, "up"))
+    listener = redis.Redis.from_url(redis_server.url).pubsub(ignore_subscribe_messages=True)
+    listener.psubscribe(f"{redis_prefix}:socketio*")
+    second.presence_add("10", A, 1, "c1")
+    second.presence_add("10", A, 1, "c2")  # two connections, one process: one publish
+    first.presence_add("10", B, 2, "c1")
+    routed = first.unicast(unicast(A, {"content": "to A"}))
+    second.unicast(unicast(A, {"content": "A is here"}))  # held by the sender's own process: no publish
+    published, deadline = [], time.monotonic() + 0.5
+    while time.monotonic() < deadline:
+        message = listener.get_message(timeout=0.1)  # None for the subscription's confirmation too
+        if message is not None:
+            published.append((message["channel"].decode(), message["data"]))
+    expected = f'{{"id":{routed.message_id},"content":"to A"}}'.encode()
+    assert published == [(f"{redis_prefix}:socketio:node_2:2:b", expected)]
+    listener.close()
+
+
+def test_unicast_during_an_outage_raises_and_changes_nothing(redis_server, redis_prefix):
+    backend = redis_backend(redis_server.url, redis_prefix, "node_1:1:a")
+    backend.presence_add("10", A, 1, "c1")
+    redis_server.stop()
+    try:
+        with pytest.raises(BackendUnavailable):
+            backend.unicast(unicast(A))
+    finally:
+        redis_server.start()
+    backend.heartbeat(Instance("node_1:1:a", "node_1", None, 1, "up"))
+    assert backend.unicast(unicast(A)).outcome == SENT  # a fresh connection after the restart
     backend.close()

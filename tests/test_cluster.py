@@ -8,6 +8,7 @@ import signal
 import time
 
 import pytest
+import redis
 import requests
 from conftest import FAST_CLUSTER, get_ticket, start_node
 
@@ -174,10 +175,14 @@ def test_redis_outage_is_reported_and_service_recovers_without_restarts(cluster,
             a.emit("msg", {"type": 1, "content": "lost?"})
             result = a.wait_for("msg_result")
             assert (result["success"], result["errorCode"]) == (False, -14)  # never a false success
+            a.emit("msg", {"type": 0, "target": {"id": 2, "type": 1}, "content": "lost too?"})
+            result = a.wait_for("msg_result")
+            assert (result["success"], result["errorCode"]) == (False, -14)
             a.emit("online", group)
             assert a.wait_for("online_result")["errorCode"] == -18
         time.sleep(1)
         assert a.connected and b.connected  # clients stay connected through the outage
+        assert b.received("msg") == []  # nothing that was refused went out
     finally:
         redis_server.start()
 
@@ -209,3 +214,38 @@ def test_two_workers_on_one_port_over_websocket(cluster, clients, group):
     members[5].emit("msg", {"type": 0, "target": {"id": 0, "type": 1}, "content": "to zero"})
     assert members[0].wait_for("msg")["content"] == "to zero"
     assert online(members[3], group) == [str(i) for i in range(8)]
+
+
+def test_a_unicast_goes_to_the_processes_holding_the_target_only_once_each(cluster, clients, kind, redis_server,
+                                                                           group):
+    for name in ("node_1", "node_2", "node_3"):
+        cluster.add(name)
+    phone = auth_on(clients, kind, cluster.nodes["node_1"].url, get_ticket(cluster.ticket, 7), 7, group)
+    laptop = auth_on(clients, "python", cluster.nodes["node_2"].url, get_ticket(cluster.ticket, 7), 7, group)
+    sender = auth_on(clients, kind, cluster.nodes["node_3"].url, get_ticket(cluster.ticket, 8), 8, group)
+    bystander = auth_on(clients, "python", cluster.nodes["node_3"].url, get_ticket(cluster.ticket, 9), 9, group)
+    shared = redis.Redis.from_url(redis_server.url).pubsub(ignore_subscribe_messages=True)
+    shared.subscribe(f"{cluster.prefix}:socketio")
+    drain(shared, 0.2)
+    for i in range(3):
+        sender.emit("msg", {"type": 0, "target": {"id": 7, "type": 1}, "content": f"to both devices {i}"})
+        assert sender.wait_for("msg_result")["success"] is True
+    for device in (phone, laptop):
+        assert [device.wait_for("msg")["content"] for _ in range(3)] == [f"to both devices {i}" for i in range(3)]
+    time.sleep(0.5)
+    assert [len(c.received("msg")) for c in (phone, laptop, sender, bystander)] == [0, 0, 0, 0]  # exactly once
+    assert drain(shared) == []  # the shared channel, which every process decodes, never carried them
+    bystander.emit("msg", {"type": 1, "content": "a broadcast does"})
+    assert bystander.wait_for("msg_result")["success"] is True
+    assert [m["channel"] for m in drain(shared)] == [f"{cluster.prefix}:socketio".encode()]
+    shared.close()
+
+
+def drain(pubsub, seconds: float = 0.5) -> list:
+    """What a subscription received so far (``get_message`` gives None for confirmations too)."""
+    received, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.1)
+        if message is not None:
+            received.append(message)
+    return received

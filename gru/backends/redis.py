@@ -46,26 +46,27 @@ return id
 """
 
 
+# Ids only grow, so what the bounds drop is always the oldest. The dropped-id marker is written,
+# with the stream's TTL, only when it moves: once it expires, every id it covered is older than
+# the TTL, so a reader asking from there is told "incomplete" by the min_id rule anyway.
 KEEP = """
 local function keep(key, dropped_key, id, member, size, ttl_ms, min_id)
   redis.call('ZADD', key, id, member)
   local dropped = 0
   local excess = redis.call('ZCARD', key) - size
   if excess > 0 then
-    local old = redis.call('ZRANGE', key, 0, excess - 1, 'WITHSCORES')
+    local old = redis.call('ZPOPMIN', key, excess)
     dropped = tonumber(old[#old])
-    redis.call('ZREMRANGEBYRANK', key, 0, excess - 1)
   end
   local stale = redis.call('ZRANGEBYSCORE', key, '-inf', '(' .. min_id, 'WITHSCORES')
   if #stale > 0 then
     dropped = math.max(dropped, tonumber(stale[#stale]))
     redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. min_id)
   end
-  if dropped > tonumber(redis.call('GET', dropped_key) or '0') then
-    redis.call('SET', dropped_key, string.format('%d', dropped))
+  if dropped > 0 and dropped > tonumber(redis.call('GET', dropped_key) or '0') then
+    redis.call('SET', dropped_key, string.format('%d', dropped), 'PX', ttl_ms)
   end
   redis.call('PEXPIRE', key, ttl_ms)
-  redis.call('PEXPIRE', dropped_key, ttl_ms)
 end
 """
 
@@ -156,19 +157,19 @@ class Keys:
         return self.key("presence", group)
 
     def user(self, user: UserKey) -> str:
-        return self.key("user", str(user.type), user.id)
+        return f"{self.prefix}:user:{user.type}:{user.id}"
 
     def history(self, stream: str) -> str:
-        return self.key("history", stream)
+        return f"{self.prefix}:history:{stream}"
 
     def dropped(self, stream: str) -> str:
-        return self.key("dropped", stream)
+        return f"{self.prefix}:dropped:{stream}"
 
     def offline(self, user: UserKey) -> str:
-        return self.key("offline", str(user.type), user.id)
+        return f"{self.prefix}:offline:{user.type}:{user.id}"
 
     def last_group(self, user: UserKey) -> str:
-        return self.key("lastgroup", str(user.type), user.id)
+        return f"{self.prefix}:lastgroup:{user.type}:{user.id}"
 
     def conns(self, instance: str) -> str:
         return self.key("conns", instance)
@@ -221,6 +222,7 @@ class RedisBackend(Backend):
         self._ttl_ms = int(node_ttl * 1000)
         self._envelope = envelope
         self._lane = Lane(client)  # the per-message scripts
+        self._last_id, self._alive_prefix, self._channel_prefix = keys.last_id, keys.alive(""), keys.instance_channel("")
         self._allocate = client.register_script(ALLOCATE_ID)
         self._history_append = client.register_script(HISTORY_APPEND)
         self._unicast = client.register_script(UNICAST)
@@ -243,9 +245,9 @@ class RedisBackend(Backend):
         user, kept, scope = message.user, message.kept, message.scope_group
         stream = kept.stream if kept is not None else ""
         head, tail = self._envelope(user)
-        keys = [self._keys.user(user), self._keys.last_id, self._keys.last_group(user), self._keys.history(stream),
+        keys = [self._keys.user(user), self._last_id, self._keys.last_group(user), self._keys.history(stream),
                 self._keys.dropped(stream), self._keys.offline(user)]
-        args = [message.floor, self._keys.alive(""), self._keys.instance_channel(""), self._instance,
+        args = [message.floor, self._alive_prefix, self._channel_prefix, self._instance,
                 0 if scope is None else 1, scope or "", _encode(message.body), kept.size if kept else 0,
                 int(kept.ttl * 1000) if kept else 0, kept.min_id if kept else 0, message.queue_until_ms,
                 message.queue_size, head, tail]

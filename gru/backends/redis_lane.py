@@ -20,6 +20,11 @@ import redis
 from redis.exceptions import NoScriptError, ResponseError
 
 try:
+    from hiredis import pack_command
+except ImportError:  # without hiredis, the connection's own packer
+    pack_command = None
+
+try:
     from gevent import monkey
 
     _os_poll = monkey.get_original("select", "poll")
@@ -32,7 +37,7 @@ class Lane:
 
     def __init__(self, client: redis.Redis) -> None:
         self._pool = client.connection_pool
-        self._idle: list = []
+        self._idle: list = []  # (connection, its OS poller)
 
     def evalsha(self, script: redis.commands.core.Script, keys: list, args: list):
         """Run a registered script; load it first if the server does not know it (e.g. after a restart)."""
@@ -44,34 +49,31 @@ class Lane:
 
     def call(self, *args):
         """Send one command and return its reply; raises redis-py's exceptions."""
-        conn = self._checkout()
+        conn, poller = self._checkout()
         try:
-            conn.send_command(*args, check_health=False)
+            conn.send_packed_command([pack_command(args)] if pack_command else conn.pack_command(*args),
+                                     check_health=False)
             reply = conn.read_response()
         except ResponseError:
-            self._idle.append(conn)  # an error reply: the connection itself is fine
+            self._idle.append((conn, poller))  # an error reply: the connection itself is fine
             raise
         except BaseException:
             conn.disconnect()  # the reply may still come: never hand this connection out again
             raise
-        self._idle.append(conn)
+        if poller is None and conn._sock is not None:
+            poller = _os_poll()
+            poller.register(conn._sock.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+        self._idle.append((conn, poller))
         return reply
 
     def _checkout(self):
         while self._idle:
-            conn = self._idle.pop()
-            if conn._sock is not None and not _readable(conn._sock):
-                return conn
-            conn.disconnect()  # closed by the server, or data nobody asked for
-        return self._pool.make_connection()
+            conn, poller = self._idle.pop()
+            if conn._sock is not None and poller is not None and not poller.poll(0):
+                return conn, poller
+            conn.disconnect()  # closed by the server (readable: end of stream), or data nobody asked for
+        return self._pool.make_connection(), None
 
     def close(self) -> None:
         while self._idle:
-            self._idle.pop().disconnect()
-
-
-def _readable(sock) -> bool:
-    """Whether an idle connection has something to read (end of stream, most likely), without waiting."""
-    poller = _os_poll()
-    poller.register(sock.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
-    return bool(poller.poll(0))
+            self._idle.pop()[0].disconnect()

@@ -16,6 +16,7 @@ channel and to its own instance channel.
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import time
 
@@ -32,6 +33,7 @@ MAX_RETRY_SLEEP = 2.0
 USER_ROOM_PREFIX = "u:"  # of every name ``rooms.user_room`` makes
 
 
+@functools.lru_cache(maxsize=4096)
 def relay_envelope(user: UserKey) -> tuple[bytes, bytes]:
     """The text before and after a ``msg`` body that makes it, on an instance channel, an emit to
     ``user``'s room in the format ``PubSubManager._handle_emit`` decodes (no sender host: the relay
