@@ -8,15 +8,26 @@ import gevent
 
 
 def install_drain_on_term(worker) -> None:
-    """Make SIGTERM mark the node draining and close its connections, then let gunicorn stop as usual."""
+    """Make SIGTERM mark the node draining and close its connections, then let gunicorn stop as usual.
+
+    gunicorn's worker stops once no request is in progress, and open websockets are not requests
+    in progress (they are read by the event loop, see :mod:`gru.sockets.ws_reader`): so the worker
+    is told to stop only after the drain has closed them. gunicorn's ``graceful_timeout`` leaves
+    room for the drain (``gru/gunicorn_conf.py``).
+    """
     gru = getattr(worker.wsgi, "gru", None)
     if gru is None:
         return
     previous = worker.handle_exit
 
+    def drain_then_stop(sig, frame):
+        try:
+            gru.drain()
+        finally:
+            previous(sig, frame)
+
     def handle_exit(sig, frame):
-        previous(sig, frame)
-        gevent.spawn(gru.drain)
+        gevent.spawn(drain_then_stop, sig, frame)
 
     signal.signal(signal.SIGTERM, handle_exit)
 

@@ -152,11 +152,14 @@ def test_sigterm_drains_a_node(cluster, clients, group):
     cluster.add("node_1")
     cluster.add("node_2")
     client = auth_on(clients, "node4", cluster.nodes["node_1"].url, get_ticket(cluster.ticket, 1), 1, group)
+    python = auth_on(clients, "python", cluster.nodes["node_1"].url, get_ticket(cluster.ticket, 2), 2, group)
     handle = cluster.nodes.pop("node_1")
     os.killpg(handle.proc.pid, signal.SIGTERM)
     # at once: no ticket names a draining node
     assert wait_until(lambda: all(get_ticket(cluster.ticket, 9)["name"] == "node_2" for _ in range(3)), timeout=1.5)
     client.wait_disconnected(timeout=10)  # the drain closes connections, clients move on
+    python.wait_disconnected(timeout=10)
+    assert python.disconnect_reason == "server disconnect"  # an orderly close, not the process dying under it
     handle.proc.wait(20)
     handle.stop()
     assert handle.proc.returncode == 0

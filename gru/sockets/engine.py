@@ -14,8 +14,9 @@
   connection handlers (and ``*`` would reach the catch-all handler with its arguments shifted);
   such events, events without a name and packets that cannot be decoded are answered with an
   ``error`` event and go no further.
-* Speed: a websocket writer sends everything queued for its connection as ready-made frames in
-  one write (see :mod:`gru.sockets.frames`); a broadcast's text frame is built once and shared.
+* Speed: packets for an open websocket are written at once as ready-made frames, without a
+  writer greenlet per connection (see :mod:`gru.sockets.ws_output`); a broadcast's text frame is
+  built once and shared (:mod:`gru.sockets.frames`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import time
 
 import engineio
 import engineio.payload
@@ -32,7 +34,10 @@ from engineio import packet as eio_packet
 
 from gru.errors import Code, GruError
 from gru.sockets import frames
+from gru.sockets.fastpacket import GruPacket
 from gru.sockets.hold import HoldingServerMixin
+from gru.sockets.timers import FixedDelayTimer
+from gru.sockets.ws_output import DirectWebSocketOutput
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +82,7 @@ class GuardedWebSocket:
         return frame
 
     def send(self, data: str | bytes) -> None:
-        if isinstance(data, frames.Frames):
-            frames.write(self.raw, data)
-        else:
-            self._ws.send(data)
+        self._ws.send(data)
 
     def frame(self, pkt: eio_packet.Packet) -> bytes:
         """The websocket frame of one packet: text frames are shared, binary ones private (D1)."""
@@ -90,6 +92,11 @@ class GuardedWebSocket:
 
     def close(self) -> None:
         self._ws.close()
+
+    def release(self) -> None:
+        """The connection was taken over (detached): let go of gevent-websocket's objects."""
+        self._ws = None
+        self.raw = None
 
     def inbound(self, data: str | bytes | bytearray) -> str | bytes | None:
         """The frame as the engine should see it, or None if it is not a valid EIO4 frame."""
@@ -106,8 +113,9 @@ class GuardedWebSocket:
         return data if data[0].isdigit() else None
 
 
-class BoundedPollSocket(engineio.socket.Socket):
-    """An Engine.IO 4 socket: at most 16 packets per poll, private binary copies, guarded frames."""
+class BoundedPollSocket(DirectWebSocketOutput, engineio.socket.Socket):
+    """An Engine.IO 4 socket: at most 16 packets per poll, private binary copies, guarded frames,
+    direct websocket writes."""
 
     protocol = 4
     frame_ws: GuardedWebSocket | None = None
@@ -132,18 +140,39 @@ class BoundedPollSocket(engineio.socket.Socket):
                 self.queue.put(None)
                 break
             packets.append(pkt)
-        ws = self.frame_ws
-        if ws is not None and ws.raw is not None and self.upgraded and not self.upgrading:
-            return [frames.Batch(ws, packets)]  # only the websocket writer polls in this state
         return [private_copy(p) for p in packets]
 
-    def _websocket_handler(self, ws):
-        return super()._websocket_handler(self.wrap_websocket(ws))
+    def schedule_ping(self) -> None:
+        """Ping ``ping_interval`` from now, from the server's one ping timer (not a greenlet each)."""
+        if self.last_ping:
+            self.last_ping = None
+            ping_timer(self.server).add(self)
+
+    def ping_due(self) -> None:
+        if not self.closing and not self.closed:
+            self.last_ping = time.time()
+            self.send(eio_packet.Packet(eio_packet.PING))
 
     def wrap_websocket(self, ws: object) -> GuardedWebSocket:
         """The frame adapter for this socket's protocol."""
         self.frame_ws = GuardedWebSocket(ws, self)
         return self.frame_ws
+
+
+def plain_environ(environ: dict) -> dict:
+    """The request's variables without the server's objects (input stream, websocket, handler):
+    kept for the life of a connection, those would hold its HTTP read buffer and more."""
+    return {key: value for key, value in environ.items() if isinstance(value, (str, int, float, tuple))}
+
+
+def ping_timer(server: engineio.Server) -> FixedDelayTimer:
+    """The engine server's shared ping timer."""
+    timer = getattr(server, "gru_ping_timer", None)
+    if timer is None:
+        timer = FixedDelayTimer(server.ping_interval, BoundedPollSocket.ping_due, server.start_background_task,
+                                server.sleep)
+        server.gru_ping_timer = timer
+    return timer
 
 
 class GruSocketServer(HoldingServerMixin, socketio.Server):
@@ -153,19 +182,56 @@ class GruSocketServer(HoldingServerMixin, socketio.Server):
         engineio.payload.Payload.max_decode_packets = max(engineio.payload.Payload.max_decode_packets,
                                                           SERVER_MAX_DECODE_PACKETS)
         super().__init__(*args, **kwargs)
+        GruPacket.json = self.packet_class.json
+        self.packet_class = GruPacket
+
+    def reply(self, sid: str, event: str, data: object) -> None:
+        """Send one event to one connection of this process: no room lookup, no message queue."""
+        eio_sid = self.manager.eio_sid_from_sid(sid, "/")
+        if eio_sid is None:
+            return
+        payload = [event, data]
+        if GruPacket.data_is_binary(payload):  # binary attachments: the general path frames them
+            self.emit(event, data, to=sid, ignore_queue=True)
+            return
+        text = "2" + self.packet_class.json.dumps(payload, separators=(",", ":"))  # an EVENT on "/"
+        self._send_eio_packet(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, text))
 
     def _handle_eio_connect(self, eio_sid: str, environ: dict):
         socket = self.eio.sockets.get(eio_sid)
         if type(socket) is engineio.socket.Socket:
             socket.__class__ = BoundedPollSocket  # same state, bounded poll()
-        return super()._handle_eio_connect(eio_sid, environ)
+        result = super()._handle_eio_connect(eio_sid, environ)
+        if eio_sid in self.environ:
+            self.environ[eio_sid] = plain_environ(environ)
+        return result
 
     def _handle_eio_message(self, eio_sid: str, data):
+        if type(data) is str and data[:2] == "2[" and eio_sid not in self._binary_packet \
+                and self._plain_event(eio_sid, data):
+            return None
         try:
             return super()._handle_eio_message(eio_sid, data)
         except ValueError as exc:  # a packet python-socketio cannot decode (bad JSON, huge numbers...)
             log.info("undecodable packet from %s: %s", eio_sid, exc)
             self._refuse_event(eio_sid, "/", Code.BAD_JSON, "packet could not be decoded")
+
+    def _plain_event(self, eio_sid: str, text: str) -> bool:
+        """The common packet, an event without ack on ``/`` with a registered handler, straight to
+        that handler: what python-socketio's decode and dispatch would do, in one step. False
+        leaves the packet to the general path (errors, acks, namespaces, unknown events)."""
+        try:
+            data = self.packet_class.json.loads(text[1:])
+        except ValueError:
+            return False
+        if type(data) is not list or not data or type(data[0]) is not str or data[0] in RESERVED_EVENTS:
+            return False
+        handler = self.handlers.get("/", {}).get(data[0])
+        sid = self.manager.sid_from_eio_sid(eio_sid, "/")
+        if handler is None or sid is None or not self.manager.is_connected(sid, "/"):
+            return False
+        handler(sid, *data[1:])
+        return True
 
     def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None, data: list) -> None:
         if not isinstance(data, list) or not data or not isinstance(data[0], str):

@@ -21,6 +21,7 @@ from gru.services.presence import Presence
 from gru.services.sessions import Sessions
 from gru.sockets.payloads import decode_group, decode_object, first_arg
 from gru.sockets.rooms import group_room, user_room
+from gru.sockets.timers import FixedDelayTimer
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class EventHandlers:
         self._pending: dict[str, str] = {}  # unauthenticated sid → client address
         self._buckets: dict[str, TokenBucket] = {}
         self._accepting = True
+        self._auth_deadlines = FixedDelayTimer(auth_timeout, self._expire_unauthenticated,
+                                               sio.start_background_task, sio.sleep)
 
     def register(self) -> None:
         """Attach every handler to the server."""
@@ -77,7 +80,7 @@ class EventHandlers:
         metrics.connection_opened()
         log.info("connect sid=%s peer=%s transport=%s", sid, environ.get("REMOTE_ADDR"),
                  _transport(environ))
-        self._sio.start_background_task(self._expire_unauthenticated, sid)
+        self._auth_deadlines.add(sid)
         return True
 
     def on_disconnect(self, sid: str, reason: object = None) -> None:
@@ -177,10 +180,9 @@ class EventHandlers:
 
     def _reply(self, sid: str, event: str, data: object) -> None:
         """Answer the caller directly: replies never need the cross-node message queue."""
-        self._sio.emit(event, data, to=sid, ignore_queue=True)
+        self._sio.reply(sid, event, data)
 
     def _expire_unauthenticated(self, sid: str) -> None:
-        self._sio.sleep(self._auth_timeout)
         if sid in self._pending:
             log.info("auth timeout sid=%s after %.1fs", sid, self._auth_timeout)
             metrics.auth_failed(Code.AUTH_TIMEOUT)

@@ -57,8 +57,6 @@ class Eio3WebSocket(GuardedWebSocket):
         return frames.text_frame(pkt)
 
     def send(self, data: str | bytes) -> None:
-        if isinstance(data, frames.Frames):
-            return super().send(data)
         if isinstance(data, str) and data.startswith("b"):
             data = base64.b64decode(data[1:])  # a cached EIO4 base64 encoding: re-frame for v3
         if isinstance(data, (bytes, bytearray)):
