@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from gru.models import Instance, Node, UserId, UserKey
@@ -11,8 +10,7 @@ from gru.models import Instance, Node, UserId, UserKey
 SENT, QUEUED, OFFLINE, FORBIDDEN = "sent", "queued", "offline", "forbidden"
 
 
-@dataclass(frozen=True, slots=True)
-class Kept:
+class Kept(NamedTuple):
     """Where a message is kept for recovery: the newest ``size`` of ``stream``, none below ``min_id``,
     the stream forgotten after ``ttl`` idle seconds."""
 
@@ -22,8 +20,7 @@ class Kept:
     min_id: int
 
 
-@dataclass(frozen=True, slots=True)
-class Unicast:
+class Unicast(NamedTuple):
     """A unicast for :meth:`Backend.unicast`: everything one atomic step needs to decide and record it.
 
     ``body`` is the wire body without ``id``: the backend allocates the id (at least ``floor``) and

@@ -98,8 +98,12 @@ class MemoryBackend(Backend):
 
     def _append(self, stream: str, message_id: int, body: dict, size: int, min_id: int) -> None:
         entries = self._history.setdefault(stream, [])
-        bisect.insort(entries, (message_id, body), key=lambda entry: entry[0])
-        keep_from = max(len(entries) - size, bisect.bisect_left(entries, min_id, key=lambda entry: entry[0]))
+        if not entries or message_id > entries[-1][0]:
+            entries.append((message_id, body))  # ids grow: the usual case needs no search
+        else:
+            bisect.insort(entries, (message_id, body), key=_entry_id)
+        expired = bisect.bisect_left(entries, min_id, key=_entry_id) if entries[0][0] < min_id else 0
+        keep_from = max(len(entries) - size, expired)
         if keep_from > 0:
             self._dropped[stream] = max(self._dropped.get(stream, 0), entries[keep_from - 1][0])
             del entries[:keep_from]
@@ -142,3 +146,7 @@ class MemoryBackend(Backend):
 
     def close(self) -> None:
         """Nothing to release: the state goes with the process."""
+
+
+def _entry_id(entry: tuple) -> int:
+    return entry[0]

@@ -36,7 +36,7 @@ class HoldingServerMixin:
                 super()._send_eio_packet(eio_sid, eio_pkt)
 
     def _send_eio_packet(self, eio_sid, eio_pkt):
-        held = getattr(self, "_held", None)
+        held = self.__dict__.get("_held")
         if held and eio_sid in held:
             held[eio_sid].append(eio_pkt)
             return

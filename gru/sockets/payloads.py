@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 from gru.errors import Code, GruError
+from gru.sockets import fastjson
 
 MISSING = object()
 
@@ -20,7 +19,7 @@ def decode_object(data: object, event: str) -> dict:
         return data
     if isinstance(data, (str, bytes)):
         try:
-            value = json.loads(data)
+            value = fastjson.loads(data)
         except (ValueError, RecursionError):
             raise GruError(Code.BAD_JSON, f"{event}: payload is not valid JSON") from None
         if isinstance(value, dict):
@@ -32,7 +31,7 @@ def decode_group(data: object) -> object:
     """The group id of an ``online`` request: ``"10"``, ``10``, ``{"groupId": 10}`` or its JSON."""
     if isinstance(data, str) and data.strip()[:1] in ("{", '"'):
         try:
-            data = json.loads(data)
+            data = fastjson.loads(data)
         except (ValueError, RecursionError):
             raise GruError(Code.BAD_JSON, "online: payload is not valid JSON") from None
     if isinstance(data, dict):
