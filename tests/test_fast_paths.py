@@ -38,6 +38,12 @@ def test_non_finite_numbers_become_null_which_clients_can_parse():
     assert fastjson.dumps([float("inf"), float("nan")]) == "[null,null]"  # json.dumps: invalid JSON
 
 
+@pytest.mark.parametrize("text", ["-9223372036854775809", "18446744073709551616", '{"id": 123456789012345678901234}',
+                                  b'[99999999999999999999]'])
+def test_integers_beyond_64_bits_are_read_exactly_not_rounded(text):
+    assert fastjson.loads(text) == json.loads(text)  # a user id of 24 digits stays that id
+
+
 def test_loads_accepts_what_the_standard_library_accepts():
     assert fastjson.loads('{"a": 1, "b": [NaN]}')["a"] == 1
     with pytest.raises(ValueError):

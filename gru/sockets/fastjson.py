@@ -47,9 +47,16 @@ def _bounded_int(digits: str) -> int | str:
     return int(digits) if len(digits) <= MAX_INTEGER_DIGITS else digits
 
 
+LONG_DIGITS = re.compile(r"[0-9]{19}")  # orjson reads integers beyond 64 bits as (rounded) floats
+LONG_DIGITS_BYTES = re.compile(rb"[0-9]{19}")
+
+
 def loads(text: str | bytes, **kwargs: object) -> object:
-    """Decode JSON text; what orjson refuses gets the standard library's verdict."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text, parse_int=_bounded_int)
+    """Decode JSON text; what orjson refuses, or would round, gets the standard library's verdict."""
+    long_digits = LONG_DIGITS if isinstance(text, str) else LONG_DIGITS_BYTES
+    if not long_digits.search(text):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text, parse_int=_bounded_int)

@@ -30,6 +30,8 @@ from collections.abc import Callable
 import gevent
 from gevent import socket as gevent_socket
 
+from gru.sockets import frames
+
 log = logging.getLogger(__name__)
 
 OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
@@ -62,14 +64,7 @@ class ProtocolViolation(Exception):
 
 def frame(opcode: int, payload: bytes = b"") -> bytes:
     """A final, unmasked server frame."""
-    size = len(payload)
-    if size < 126:
-        head = bytes((0x80 | opcode, size))
-    elif size <= 0xFFFF:
-        head = struct.pack("!BBH", 0x80 | opcode, 126, size)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 127, size)
-    return head + payload
+    return frames.header(opcode, len(payload)) + payload
 
 
 def close_frame(code: int, reason: str = "") -> bytes:
