@@ -189,9 +189,10 @@ def test_redis_killed_mid_burst_fails_pending_senders_and_duplicates_nothing(nod
     deadline = time.monotonic() + 15  # after the restart: full service, nothing from before comes again
     while True:
         senders[0].emit("msg", {"type": 0, "target": {"id": 1, "type": 1}, "content": "after-0"})
-        if senders[0].wait_for("msg_result", timeout=5)["success"]:
+        result = senders[0].wait_for("msg_result", timeout=5)
+        if result["success"]:
             break
-        assert time.monotonic() < deadline
+        assert time.monotonic() < deadline, result
         time.sleep(0.2)
     assert [m["content"] for m in [target.wait_for("msg", timeout=5)]] == ["after-0"]
     time.sleep(0.3)

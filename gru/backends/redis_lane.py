@@ -67,7 +67,7 @@ class Lane:
         if self._pipelined:
             pipe = self._pipe
             if pipe is None or not pipe.usable():
-                pipe = self._pipe = _Pipe(self._pool.make_connection())
+                pipe = self._pipe = _Pipe(self._connection())
             return pipe.call(pack_command(args) if pack_command else b"".join(pipe.conn.pack_command(*args)))
         conn, poller = self._checkout()
         try:
@@ -91,7 +91,12 @@ class Lane:
             if conn._sock is not None and poller is not None and not poller.poll(0):
                 return conn, poller
             conn.disconnect()  # closed by the server (readable: end of stream), or data nobody asked for
-        return self._pool.make_connection(), None
+        return self._connection(), None
+
+    def _connection(self):
+        """A new connection as the pool would make it, but not counted against its ``max_connections``:
+        the lane replaces every connection an outage broke, and the pool never gets them back."""
+        return self._pool.connection_class(**self._pool.connection_kwargs)
 
     def close(self) -> None:
         while self._idle:
