@@ -6,8 +6,8 @@ unicast's Redis work. A :class:`Lane` keeps connections of the client's own pool
 password, database, TLS, Unix sockets and Sentinel master discovery stay redis-py's) and sends on
 them directly, about 8 µs per command.
 
-Under gevent, concurrent callers share one connection (:class:`_Pipe`): what they queue while the
-writer waits for its turn leaves in one write, and one reader hands the replies back in order, so
+Under gevent, concurrent callers share one connection (:class:`_Pipe`): what they queue while a
+batch is in flight leaves as the next batch in one write, and the replies come back in order, so
 a burst of unicasts costs one ``send`` and a few ``recv`` instead of one of each per message.
 Without gevent (the emitter in a plain process, threads), each call has a connection to itself.
 
