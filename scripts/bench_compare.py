@@ -153,7 +153,7 @@ def pinned(command: list[str], cpu: int | None) -> list[str]:
     return ["taskset", "-c", str(cpu), *command] if cpu is not None else command
 
 
-def start_server(target: str, cpu: int | None) -> Server:
+def start_server(target: str, cpu: int | None, redis_cpu: int | None = None) -> Server:
     """A fresh server for one run: Gru (one worker; memory or Redis) or the Node reference."""
     port = free_port()
     fd, name = tempfile.mkstemp(prefix=f"bench-{target}-", suffix=".log")
@@ -169,7 +169,7 @@ def start_server(target: str, cpu: int | None) -> Server:
             redis_port = free_port()
             extra.append(subprocess.Popen(
                 pinned(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                        "--appendonly", "no"], cpu), stdout=subprocess.DEVNULL, start_new_session=True))
+                        "--appendonly", "no"], cpu if redis_cpu is None else redis_cpu), stdout=subprocess.DEVNULL, start_new_session=True))
             env.update(GRU_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", GRU_REDIS_PREFIX=f"b{port}")
             wait_port(redis_port)
         command = [str(REPO_ROOT / ".venv" / "bin" / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"]
@@ -264,7 +264,8 @@ def settle(pid: int) -> tuple[float, float]:
 def run_once(target: str, name: str, args: argparse.Namespace) -> dict:
     """One scenario against one fresh server; the figures of that run."""
     server_cpu, load_cpu = (0, 1) if args.pin else (None, None)
-    server = start_server(target, server_cpu)
+    redis_cpu = load_cpu if args.pin and args.redis_apart else None
+    server = start_server(target, server_cpu, redis_cpu)
     pid = server.proc.pid
     load = Load({**SCENARIOS[name], "url": server.url}, load_cpu, args.timeout)
     try:
@@ -365,6 +366,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--targets", default="gru,node", help="comma-separated: gru, node, gru-redis")
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario and target (median shown)")
     parser.add_argument("--pin", action="store_true", help="servers on CPU 0, load generator on CPU 1")
+    parser.add_argument("--redis-apart", action="store_true",
+                        help="with --pin: redis-server on the load generator's CPU (as on its own host) "
+                             "instead of sharing the server's")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds each load phase may take")
     parser.add_argument("--json", type=Path, help="also write every run's figures to this file")
     args = parser.parse_args(argv)
@@ -391,7 +395,10 @@ def main(argv: list[str] | None = None) -> int:
             except (RuntimeError, OSError, ValueError) as exc:
                 failed += 1
                 log(f"FAILED {name} on {target} (run {r + 1}): {exc}")
-    print(f"machine: {machine()}; pinned: {'servers CPU 0, load CPU 1' if args.pin else 'no'}")
+    placement = "servers CPU 0, load CPU 1" if args.pin else "no"
+    if args.pin and "gru-redis" in args.targets:
+        placement += f", redis-server CPU {1 if args.redis_apart else 0}"
+    print(f"machine: {machine()}; pinned: {placement}")
     print(report(results, args.targets, args.repeat))
     if args.json:
         args.json.write_text(json.dumps({f"{t}/{n}": runs for (t, n), runs in results.items()}, indent=1))

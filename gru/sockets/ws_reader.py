@@ -297,9 +297,11 @@ class Dispatcher:
 
     A greenlet per burst of messages would be spawned and torn down for almost every message.
     Instead, connections that have messages wait in one queue, and a dispatcher greenlet takes
-    them one after the other. A new dispatcher is started only when every running one is inside
-    a handler that waits (on Redis, say): then nobody waits behind a slow handler. Dispatchers
-    end when the queue is empty. One connection is never run by two dispatchers at once, so its
+    them one after the other. Before a dispatcher runs a connection while others are ready, it
+    starts a successor if none is free, and a connection queued while every dispatcher is inside a
+    handler starts one: so nobody waits behind a handler that waits on Redis, and handlers that
+    wait together can share one round trip (:mod:`gru.backends.redis_lane`). Dispatchers end
+    when the queue is empty. One connection is never run by two dispatchers at once, so its
     messages stay in order.
     """
 
@@ -319,6 +321,9 @@ class Dispatcher:
         try:
             while ready:
                 conn = ready.popleft()
+                if ready and self.busy + 1 == self.dispatchers:
+                    self.dispatchers += 1  # a successor for the rest, should this connection's handler wait
+                    gevent.spawn_raw(self._dispatch)
                 self.busy += 1
                 try:
                     conn.run()
