@@ -153,7 +153,11 @@ class _Pipe:
         self.waiters.append(waiter)
         if not self.driving:
             self.driving = True
-            sleep(0)  # let the handlers that are ready now queue their commands: they go in this batch
+            try:
+                sleep(0)  # let the handlers that are ready now queue their commands: they go in this batch
+            except BaseException:
+                spawn_raw(self._drive)  # interrupted (a timeout, a kill): the batch still leaves
+                raise
             self._drive(waiter)
         return waiter.get()
 
