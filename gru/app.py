@@ -36,7 +36,7 @@ from gru.services.tokens import TokenService
 from gru.sockets.delivery import SocketDelivery
 from gru.sockets.drain import close_connections
 from gru.sockets.events import EventHandlers
-from gru.sockets.manager import relay_envelope
+from gru.sockets.manager import group_envelope, relay_envelope
 from gru.sockets.metered import MeteredManager, MeteredRedisManager
 from gru.sockets.server import create_socket_server
 
@@ -76,7 +76,8 @@ def create_backend(settings: Settings, instance_id: str) -> Backend:
         return MemoryBackend()
     redis_speedups.install()
     client = connect(settings.redis_url, **REDIS_OPTIONS)
-    return RedisBackend(client, Keys(settings.redis_prefix), instance_id, settings.node_ttl, envelope=relay_envelope)
+    return RedisBackend(client, Keys(settings.redis_prefix), instance_id, settings.node_ttl, envelope=relay_envelope,
+                        group_envelope=group_envelope(instance_id))
 
 
 def create_verifier(settings: Settings) -> Token1Verifier:
@@ -95,6 +96,7 @@ def _socket_side(settings: Settings, backend: Backend, tokens: TokenService, ins
         keys = Keys(settings.redis_prefix)
         manager = MeteredRedisManager(settings.redis_url, channel=keys.channel,
                                       instance_channel=keys.instance_channel(instance_id))
+        manager.host_id = instance_id  # the sender named in this process's broadcast relays
     sio = create_socket_server(settings, manager)
     user_types = settings.user_type_names
     presence, history, messaging = create_messaging(settings, backend, SocketDelivery(sio))

@@ -10,25 +10,28 @@ import gevent
 def install_drain_on_term(worker) -> None:
     """Make SIGTERM mark the node draining and close its connections, then let gunicorn stop as usual.
 
-    gunicorn's worker stops once no request is in progress, and open websockets are not requests
-    in progress (they are read by the event loop, see :mod:`gru.sockets.ws_reader`): so the worker
-    is told to stop only after the drain has closed them. gunicorn's ``graceful_timeout`` leaves
-    room for the drain (``gru/gunicorn_conf.py``).
+    gunicorn's worker closes its listener, then stops once no request is in progress; open
+    websockets are not requests in progress (they are read by the event loop, see
+    :mod:`gru.sockets.ws_reader`), so the worker's run is extended until the drain is done.
+    gunicorn's ``graceful_timeout`` leaves room for it (``gru/gunicorn_conf.py``).
     """
     gru = getattr(worker.wsgi, "gru", None)
     if gru is None:
         return
     previous = worker.handle_exit
-
-    def drain_then_stop(sig, frame):
-        try:
-            gru.drain()
-        finally:
-            previous(sig, frame)
+    drains: list = []
 
     def handle_exit(sig, frame):
-        gevent.spawn(drain_then_stop, sig, frame)
+        previous(sig, frame)
+        drains.append(gevent.spawn(gru.drain))
 
+    run = worker.run
+
+    def run_until_drained():
+        run()
+        gevent.joinall(drains, timeout=worker.cfg.graceful_timeout)
+
+    worker.run = run_until_drained
     signal.signal(signal.SIGTERM, handle_exit)
 
 

@@ -101,7 +101,8 @@ def test_user_actions_show_up_by_type_code_and_result(two_workers, clients, grou
     samples = settle(two_workers, lambda s: all(grew(s, n, b, **lb) for n, b, lb in expected))
     for name, by, labels in expected:
         assert value(samples, name, **labels) - value(before, name, **labels) == by, (name, labels)
-    assert value(samples, "gru_redis_publish_seconds_count") > value(before, "gru_redis_publish_seconds_count")
+    # messages are published by the Redis script that gives them their id, not by a separate emit
+    assert value(samples, "gru_redis_publish_seconds_count") == value(before, "gru_redis_publish_seconds_count")
 
 
 def test_closed_connections_leave_the_gauges(two_workers, clients, group):

@@ -37,6 +37,18 @@ class Unicast(NamedTuple):
     queue_size: int = 0
 
 
+class Broadcast(NamedTuple):
+    """A broadcast for :meth:`Backend.broadcast`: ``body`` is the wire body without ``id`` (the backend
+    allocates it, at least ``floor``, and puts it first); ``sender_conn`` is the connection it came
+    from, which does not get it back."""
+
+    group: str
+    body: dict
+    floor: int
+    kept: Kept | None
+    sender_conn: str | None = None
+
+
 class Routed(NamedTuple):
     """What became of a unicast: ``SENT``, ``QUEUED``, ``OFFLINE`` or ``FORBIDDEN``, and its id (0 if refused)."""
 
@@ -66,6 +78,12 @@ class Backend(ABC):
         and either queue it (target offline) or relay it to the *other* processes holding the target,
         all in one step, so a unicast costs one round trip to the shared state. Delivering to the
         target's connections in this process is left to the caller, after ``SENT``."""
+
+    @abstractmethod
+    def broadcast(self, message: Broadcast) -> int:
+        """Allocate an id, keep the message in history and relay it to every *other* process, in one
+        step, so a broadcast costs one round trip to the shared state; return the id. Delivering to
+        the group's connections in this process is left to the caller."""
 
     @abstractmethod
     def presence_add(self, group: str, user: UserKey, display_id: UserId, conn_id: str) -> None:

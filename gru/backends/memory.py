@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from gru.backends.base import FORBIDDEN, OFFLINE, QUEUED, SENT, Backend, Routed, Unicast
+from gru.backends.base import FORBIDDEN, OFFLINE, QUEUED, SENT, Backend, Broadcast, Routed, Unicast
 from gru.models import Instance, Node, UserId, UserKey
 
 
@@ -29,6 +29,14 @@ class MemoryBackend(Backend):
     def allocate_id(self, floor: int) -> int:
         with self._lock:
             return self._allocate(floor)
+
+    def broadcast(self, message: Broadcast) -> int:
+        with self._lock:
+            message_id = self._allocate(message.floor)
+            kept = message.kept
+            if kept is not None:
+                self._append(kept.stream, message_id, {"id": message_id, **message.body}, kept.size, kept.min_id)
+            return message_id  # every connection is in this process: nothing to relay
 
     def unicast(self, message: Unicast) -> Routed:
         user = message.user

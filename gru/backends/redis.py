@@ -30,11 +30,12 @@ import orjson
 import redis
 from socketio.redis_manager import parse_redis_sentinel_url
 
-from gru.backends.base import Backend, BackendUnavailable, Routed, Unicast
+from gru.backends.base import Backend, BackendUnavailable, Broadcast, Routed, Unicast
 from gru.backends.redis_lane import Lane
 from gru.models import Instance, Node, UserId, UserKey
 
 Envelope = Callable[[UserKey], tuple[bytes, bytes]]
+GroupEnvelope = Callable[[str, "str | None"], tuple[bytes, bytes]]
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,20 @@ end
 return {'sent', id}
 """
 
+# KEYS: last-id, history, dropped. ARGV: 1 id floor, 2 body without id, 3 history size (0: none),
+# 4 history ttl ms, 5 history min id, 6 shared channel, 7/8 relay envelope head/tail.
+BROADCAST = KEEP + """
+local id = string.format('%d', math.max(tonumber(redis.call('GET', KEYS[1]) or '0') + 1, tonumber(ARGV[1])))
+redis.call('SET', KEYS[1], id)
+local rest = string.sub(ARGV[2], 2)
+local body = '{"id":' .. id .. (rest == '}' and '' or ',') .. rest
+if ARGV[3] ~= '0' then
+  keep(KEYS[2], KEYS[3], id, body, tonumber(ARGV[3]), ARGV[4], ARGV[5])
+end
+redis.call('PUBLISH', ARGV[6], ARGV[7] .. body .. ARGV[8])
+return id
+"""
+
 OFFLINE_TAKE = """
 local entries = redis.call('ZRANGE', KEYS[1], 0, -1)
 redis.call('DEL', KEYS[1])
@@ -206,26 +221,35 @@ def bare(user: UserKey) -> tuple[bytes, bytes]:
     return b"", b""
 
 
+def bare_group(group: str, sender_conn: str | None) -> tuple[bytes, bytes]:
+    """Relay a broadcast's body as it is (for tools and tests that read the shared channel themselves)."""
+    return b"", b""
+
+
 class RedisBackend(Backend):
     """Shared state in Redis; one instance per worker process.
 
     ``envelope`` gives the text around a unicast's body that makes it, on the instance channel of
-    a process holding the target, a delivery to that user's connections; it comes from the socket
-    layer, so the backend relays messages without knowing their wire format.
+    a process holding the target, a delivery to that user's connections; ``group_envelope`` does
+    the same for a broadcast on the shared channel. Both come from the socket layer, so the
+    backend relays messages without knowing their wire format.
     """
 
     def __init__(self, client: redis.Redis, keys: Keys, instance_id: str, node_ttl: float,
-                 envelope: Envelope = bare) -> None:
+                 envelope: Envelope = bare, group_envelope: GroupEnvelope = bare_group) -> None:
         self._redis = client
         self._keys = keys
         self._instance = instance_id
         self._ttl_ms = int(node_ttl * 1000)
         self._envelope = envelope
+        self._group_envelope = group_envelope
         self._lane = Lane(client)  # the per-message scripts
         self._last_id, self._alive_prefix, self._channel_prefix = keys.last_id, keys.alive(""), keys.instance_channel("")
+        self._channel = keys.channel
         self._allocate = client.register_script(ALLOCATE_ID)
         self._history_append = client.register_script(HISTORY_APPEND)
         self._unicast = client.register_script(UNICAST)
+        self._broadcast = client.register_script(BROADCAST)
         self._offline_take = client.register_script(OFFLINE_TAKE)
         self._lock = threading.Lock()
         self._mine: dict[str, tuple[str, UserKey, UserId]] = {}  # conn → (group, user, display id)
@@ -238,6 +262,17 @@ class RedisBackend(Backend):
             return int(self._lane.evalsha(self._allocate, [self._keys.last_id], [floor]))
         except redis.RedisError as exc:
             raise BackendUnavailable(f"message id: {exc}") from None
+
+    def broadcast(self, message: Broadcast) -> int:
+        """One script: id, history, and the publish on the shared channel (this process's own
+        subscriber skips it: the envelope names this process as the sender)."""
+        kept = message.kept
+        stream = kept.stream if kept is not None else ""
+        head, tail = self._group_envelope(message.group, message.sender_conn)
+        keys = [self._last_id, self._keys.history(stream), self._keys.dropped(stream)]
+        args = [message.floor, _encode(message.body), kept.size if kept else 0, int(kept.ttl * 1000) if kept else 0,
+                kept.min_id if kept else 0, self._channel, head, tail]
+        return int(self._read(lambda: self._lane.evalsha(self._broadcast, keys, args)))
 
     def unicast(self, message: Unicast) -> Routed:
         """One script: presence with owner liveness, scope, id, history, then the offline queue or

@@ -38,11 +38,6 @@ class History:
         self._offline_size = offline_size
         self._clock = clock
 
-    def record(self, stream: str, message_id: int, body: dict) -> None:
-        """Keep a message for recovery (raises ``BackendUnavailable`` when it cannot be kept)."""
-        if self._size > 0:
-            self._backend.history_append(stream, message_id, body, self._size, self._ttl, self._min_id())
-
     def kept(self, stream: str) -> Kept | None:
         """How a backend operation that records a message itself keeps it in ``stream`` (``None``: not at all)."""
         return Kept(stream, self._size, self._ttl, self._min_id()) if self._size > 0 else None

@@ -8,7 +8,7 @@ connections in this process are then served directly, without the message queue.
 
 from __future__ import annotations
 
-from gru.backends.base import FORBIDDEN, OFFLINE, QUEUED, Backend, BackendUnavailable, Unicast
+from gru.backends.base import FORBIDDEN, OFFLINE, QUEUED, Backend, BackendUnavailable, Broadcast, Unicast
 from gru.errors import Code, GruError
 from gru.models import Message, Session, UserKey
 from gru.services import fields
@@ -60,12 +60,13 @@ class Messaging:
             raise GruError(Code.DELIVERY_UNAVAILABLE) from None
 
     def _broadcast(self, sender: Session, content: str) -> Message:
-        message_id, created = self._ids.next_id()
-        message = Message(message_id, created, content, sender)
-        body = message.as_wire()
-        self._history.record(group_stream(sender.group), message_id, body)
-        self._delivery.to_group(sender.group, body, exclude_conn=sender.conn_id)
-        return message
+        floor, created = self._ids.floor()
+        body = Message(0, created, content, sender).as_wire()
+        del body["id"]  # the backend allocates it
+        kept = self._history.kept(group_stream(sender.group))
+        message_id = checked(self._backend.broadcast(Broadcast(sender.group, body, floor, kept, sender.conn_id or None)))
+        self._delivery.to_group(sender.group, {"id": message_id, **body}, exclude_conn=sender.conn_id)
+        return Message(message_id, created, content, sender)
 
     def _unicast(self, sender: Session, content: str, target: UserKey, expire: int, scoped: bool) -> Message:
         """With ``GRU_UNICAST_SCOPE=group`` users write only to users online (or, when offline, last

@@ -6,11 +6,12 @@ message and the sender gets an error instead of a false success. Replies to the 
 (``ignore_queue=True``) never touch Redis. The subscriber retries every second or two
 instead of backing off to a minute, so a node is whole again soon after Redis returns.
 
-Unicasts do not go through the shared channel, which every process would have to decode: the
-backend's unicast step publishes them on the instance channel of each other process holding the
-target (wrapped in :func:`relay_envelope`, so :meth:`_handle_emit` takes them as emits), and the
-emit here only serves this process's connections. Each process therefore subscribes to the shared
-channel and to its own instance channel.
+Messages are relayed by the backend, in the same step that gives them an id and keeps them for
+recovery: a unicast on the instance channel of each other process holding the target (wrapped
+in :func:`relay_envelope`), a broadcast on the shared channel (wrapped in :func:`group_envelope`,
+which names this process as the sender so its own subscriber skips it); :meth:`_handle_emit`
+takes both as emits. An emit to a user's or a group's room here only serves this process's
+connections. Each process subscribes to the shared channel and to its own instance channel.
 """
 
 from __future__ import annotations
@@ -25,12 +26,11 @@ from socketio.packet import Packet
 
 from gru.models import UserKey
 from gru.sockets import fastjson
-from gru.sockets.rooms import user_room
+from gru.sockets.rooms import GROUP_ROOM_PREFIX, USER_ROOM_PREFIX, group_room, user_room
 
 log = logging.getLogger(__name__)
 
 MAX_RETRY_SLEEP = 2.0
-USER_ROOM_PREFIX = "u:"  # of every name ``rooms.user_room`` makes
 
 
 @functools.lru_cache(maxsize=4096)
@@ -44,9 +44,25 @@ def relay_envelope(user: UserKey) -> tuple[bytes, bytes]:
     return head, b"]}"
 
 
-def is_user_room(room: object) -> bool:
-    """Emits to a user's room are relayed by the backend; the manager serves local connections only."""
-    return isinstance(room, str) and room.startswith(USER_ROOM_PREFIX)
+def group_envelope(host_id: str):
+    """The ``(group, sender connection) → (head, tail)`` envelope of broadcasts on the shared
+    channel: an emit to the group's room from process ``host_id`` (whose own subscriber skips it)."""
+    host = fastjson.dumps(host_id).encode()
+
+    @functools.lru_cache(maxsize=4096)
+    def envelope(group: str, sender_conn: str | None) -> tuple[bytes, bytes]:
+        room, skip = fastjson.dumps(group_room(group)).encode(), fastjson.dumps(sender_conn).encode()
+        head = b'{"method":"emit","event":"msg","namespace":"/","room":' + room + b',"skip_sid":' + skip + \
+            b',"callback":null,"binary":false,"host_id":' + host + b',"data":['
+        return head, b"]}"
+
+    return envelope
+
+
+def is_relayed_room(room: object) -> bool:
+    """Emits to a user's or a group's room are relayed by the backend (one script with the id and
+    history); the manager serves local connections only."""
+    return isinstance(room, str) and (room.startswith(USER_ROOM_PREFIX) or room.startswith(GROUP_ROOM_PREFIX))
 
 
 class QueueUnavailable(Exception):
@@ -62,7 +78,7 @@ class GruRedisManager(socketio.RedisManager):
 
     def emit(self, event, data, namespace=None, room=None, skip_sid=None, callback=None, to=None, **kwargs):
         room = to or room
-        if is_user_room(room):
+        if is_relayed_room(room):
             kwargs["ignore_queue"] = True
         if kwargs.get("ignore_queue") or callback is not None:
             return super().emit(event, data, namespace=namespace, room=room, skip_sid=skip_sid,
