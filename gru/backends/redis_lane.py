@@ -30,7 +30,7 @@ except ImportError:  # without hiredis, the connection's own packer
     pack_command = None
 
 try:
-    from gevent import get_hub, monkey, sleep, spawn_raw
+    from gevent import get_hub, monkey, spawn_raw
     from gevent.hub import Waiter
 
     _os_poll = monkey.get_original("select", "poll")
@@ -153,11 +153,6 @@ class _Pipe:
         self.waiters.append(waiter)
         if not self.driving:
             self.driving = True
-            try:
-                sleep(0)  # let the handlers that are ready now queue their commands: they go in this batch
-            except BaseException:
-                spawn_raw(self._drive)  # interrupted (a timeout, a kill): the batch still leaves
-                raise
             self._drive(waiter)
         return waiter.get()
 
@@ -170,14 +165,14 @@ class _Pipe:
                     if not self.queued:
                         break
                     batch, self.queued = self.queued, []
-                    if conn._sock is None:
-                        conn.connect()
-                    conn._sock.sendall(b"".join(batch) if len(batch) > 1 else batch[0])
+                    conn.send_packed_command([b"".join(batch) if len(batch) > 1 else batch[0]], check_health=False)
                     self.unanswered = len(batch)
-                    if self.poller is None:
+                    if self.poller is None and conn._sock is not None:
                         self.poller = _poller(conn)
-                reply = conn._parser.read_response()  # the connection's hiredis reader, without its wrappers
-                hand = Waiter.throw if isinstance(reply, ResponseError) else Waiter.switch
+                try:
+                    reply, hand = conn.read_response(disconnect_on_error=False), Waiter.switch
+                except ResponseError as exc:
+                    reply, hand = exc, Waiter.throw
                 self.unanswered -= 1
                 waiter = waiters.popleft()
                 if waiter is not mine:
