@@ -7,7 +7,7 @@ import time
 import pytest
 import redis
 
-from gru.backends.base import FORBIDDEN, OFFLINE, QUEUED, SENT, BackendUnavailable, Kept, Unicast
+from gru.backends.base import FORBIDDEN, OFFLINE, QUEUED, SENT, BackendUnavailable, Broadcast, Kept, Unicast
 from gru.backends.memory import MemoryBackend
 from gru.backends.redis import Keys, RedisBackend
 from gru.models import Instance, UserKey
@@ -259,4 +259,30 @@ def test_unicast_during_an_outage_raises_and_changes_nothing(redis_server, redis
         redis_server.start()
     backend.heartbeat(Instance("node_1:1:a", "node_1", None, 1, "up"))
     assert backend.unicast(unicast(A)).outcome == SENT  # a fresh connection after the restart
+    backend.close()
+
+
+def test_a_broadcast_gets_a_growing_id_and_is_kept_with_it(backend):
+    kept = Kept("g:10", 3, 60, 0)
+    ids = [backend.broadcast(Broadcast("10", {"content": f"page {n}"}, 1000, kept)) for n in range(5)]
+    assert ids == sorted(set(ids)) and ids[0] >= 1000
+    found, complete = backend.history_since(["g:10"], 0, 0)
+    assert found == [{"id": ids[n], "content": f"page {n}"} for n in (2, 3, 4)] and complete is False
+
+
+def test_a_broadcast_is_published_once_on_the_shared_channel_in_its_envelope(redis_server, redis_prefix):
+    client = redis.Redis.from_url(redis_server.url, socket_timeout=1)
+    backend = RedisBackend(client, Keys(redis_prefix), "node_1:1:a", TTL,
+                           group_envelope=lambda group, conn: (f"<{group}|{conn}>".encode(), b"</>"))
+    listener = redis.Redis.from_url(redis_server.url).pubsub(ignore_subscribe_messages=True)
+    listener.psubscribe(f"{redis_prefix}:socketio*")
+    message_id = backend.broadcast(Broadcast("10", {"content": "page 3"}, 0, None, "sid-1"))
+    published, deadline = [], time.monotonic() + 0.5
+    while time.monotonic() < deadline:
+        message = listener.get_message(timeout=0.1)
+        if message is not None:
+            published.append((message["channel"].decode(), message["data"]))
+    body = f'{{"id":{message_id},"content":"page 3"}}'
+    assert published == [(f"{redis_prefix}:socketio", f"<10|sid-1>{body}</>".encode())]
+    listener.close()
     backend.close()

@@ -71,6 +71,16 @@ local function keep(key, dropped_key, id, member, size, ttl_ms, min_id)
 end
 """
 
+# A new message: the next id (at least the floor) and the body with that id first.
+NEW_MESSAGE = """
+local function new_message(last_key, floor, body_without_id)
+  local id = string.format('%d', math.max(tonumber(redis.call('GET', last_key) or '0') + 1, tonumber(floor)))
+  redis.call('SET', last_key, id)
+  local rest = string.sub(body_without_id, 2)
+  return id, '{"id":' .. id .. (rest == '}' and '' or ',') .. rest
+end
+"""
+
 HISTORY_APPEND = KEEP + """
 keep(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5])
 return 1
@@ -80,7 +90,7 @@ return 1
 # ARGV: 1 id floor, 2 alive-key prefix, 3 instance-channel prefix, 4 own instance, 5 scoped (1/0),
 # 6 scope group, 7 body without id, 8 history size (0: none), 9 history ttl ms, 10 history min id,
 # 11 queue until ms (0: refuse when offline), 12 queue size, 13/14 relay envelope head/tail.
-UNICAST = KEEP + """
+UNICAST = KEEP + NEW_MESSAGE + """
 local fields = redis.call('HGETALL', KEYS[1])
 local alive, holders, groups, dead = {}, {}, {}, {}
 local online = false
@@ -116,10 +126,7 @@ local queue_until = ARGV[11]
 if not online and queue_until == '0' then
   return {'offline', '0'}
 end
-local id = string.format('%d', math.max(tonumber(redis.call('GET', KEYS[2]) or '0') + 1, tonumber(ARGV[1])))
-redis.call('SET', KEYS[2], id)
-local rest = string.sub(ARGV[7], 2)
-local body = '{"id":' .. id .. (rest == '}' and '' or ',') .. rest
+local id, body = new_message(KEYS[2], ARGV[1], ARGV[7])
 if ARGV[8] ~= '0' then
   keep(KEYS[4], KEYS[5], id, body, tonumber(ARGV[8]), ARGV[9], ARGV[10])
 end
@@ -140,11 +147,8 @@ return {'sent', id}
 
 # KEYS: last-id, history, dropped. ARGV: 1 id floor, 2 body without id, 3 history size (0: none),
 # 4 history ttl ms, 5 history min id, 6 shared channel, 7/8 relay envelope head/tail.
-BROADCAST = KEEP + """
-local id = string.format('%d', math.max(tonumber(redis.call('GET', KEYS[1]) or '0') + 1, tonumber(ARGV[1])))
-redis.call('SET', KEYS[1], id)
-local rest = string.sub(ARGV[2], 2)
-local body = '{"id":' .. id .. (rest == '}' and '' or ',') .. rest
+BROADCAST = KEEP + NEW_MESSAGE + """
+local id, body = new_message(KEYS[1], ARGV[1], ARGV[2])
 if ARGV[3] ~= '0' then
   keep(KEYS[2], KEYS[3], id, body, tonumber(ARGV[3]), ARGV[4], ARGV[5])
 end
