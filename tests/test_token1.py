@@ -6,6 +6,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import requests
+from conftest import start_gru
 
 from gru.errors import Code, GruError
 from gru.services.token1 import AcceptVerifier, HmacVerifier, HttpVerifier, sign_token1
@@ -37,6 +39,46 @@ def test_hmac_rejects_anything_else(token1):
     with pytest.raises(GruError) as info:
         HmacVerifier("secret", clock=lambda: NOW).verify("123", 1, "a", token1)
     assert info.value.code is Code.TOKEN1_REJECTED
+
+
+GOOD = sign_token1("secret", "123", 1, NOW + 60)
+EXPIRES, SIGNATURE = GOOD.split(".")
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+
+
+@pytest.mark.parametrize("token1", [
+    f"²{EXPIRES[1:]}.{SIGNATURE}", "².abc", "¹²³.abc",  # digits int() refuses
+    f"{EXPIRES.translate(ARABIC_INDIC)}.{SIGNATURE}",  # the same number in another script
+    f"0{EXPIRES}.{SIGNATURE}", f"+{EXPIRES}.{SIGNATURE}", f" {EXPIRES}.{SIGNATURE}",  # other spellings of it
+    f"{EXPIRES}.{SIGNATURE.upper()}", f"{EXPIRES}.{SIGNATURE}\n", f"{EXPIRES}.{SIGNATURE}.",
+    f"{EXPIRES}.{SIGNATURE[:-1]}é", f"{EXPIRES}.{SIGNATURE[:-1]}٣", f"{EXPIRES}.ü",  # non-ASCII signatures
+], ids=["superscript", "superscript-short", "superscripts", "arabic-indic", "leading-zero", "plus", "space",
+        "uppercase-hex", "newline", "trailing-dot", "latin-1-sig", "arabic-sig", "short-sig"])
+def test_hmac_accepts_only_the_canonical_spelling(token1):
+    verifier = HmacVerifier("secret", clock=lambda: NOW)
+    verifier.verify("123", 1, "a", GOOD)
+    with pytest.raises(GruError) as info:
+        verifier.verify("123", 1, "a", token1)
+    assert info.value.code is Code.TOKEN1_REJECTED
+
+
+@pytest.fixture(scope="module")
+def hmac_gru():
+    server = start_gru({"GRU_TOKEN1_VERIFIER": "hmac", "GRU_TOKEN1_SECRET": "business-secret"})
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("token1", ["².abc", "1." + "é" * 64, f"0{EXPIRES}.{SIGNATURE}"],
+                         ids=["superscript", "non-ascii-sig", "leading-zero"])
+def test_a_malformed_hmac_token1_gets_401_and_no_traceback(hmac_gru, token1):
+    params = {"userType": "1", "userName": "a", "userId": "123", "token1": token1}
+    response = requests.get(f"{hmac_gru.url}/ticket", params=params, timeout=5)
+    assert response.status_code == 401
+    assert response.json()["errorCode"] == 401 and "token1" in response.json()["msg"]
+    good = sign_token1("business-secret", "123", 1, int(time.time()) + 60)
+    assert requests.get(f"{hmac_gru.url}/ticket", params=params | {"token1": good}, timeout=5).status_code == 200
+    assert "Traceback" not in hmac_gru.log_tail(200)
 
 
 class BusinessSystem(BaseHTTPRequestHandler):

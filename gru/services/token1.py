@@ -5,7 +5,9 @@ Chosen by ``GRU_TOKEN1_VERIFIER``:
 * ``accept``: any non-empty token (development only; a warning is logged at start).
 * ``hmac``: ``token1 = "<expires>.<hex>"`` where ``expires`` is a Unix time in seconds and ``hex``
   is HMAC-SHA256 with ``GRU_TOKEN1_SECRET`` over ``"<userId>|<userType>|<expires>"``
-  (see :func:`sign_token1`).
+  (see :func:`sign_token1`). Only the canonical spelling is accepted: ASCII decimal digits without
+  leading zeros, lowercase hex; anything else (other digit scripts, ``0``-padding, uppercase) is a
+  different token and is rejected.
 * ``http``: POST ``{"userId", "userType", "userName", "token1"}`` as JSON to ``GRU_TOKEN1_URL``;
   HTTP 200 with ``{"valid": true}`` accepts, ``{"valid": false}`` or HTTP 401/403 rejects, a
   timeout, a connection error or any other answer means the business system is unavailable.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -27,6 +30,10 @@ from gru.errors import Code, GruError
 log = logging.getLogger(__name__)
 
 MAX_TOKEN1_LENGTH = 4096
+
+# The one spelling sign_token1 produces. Spelled-out ASCII classes: ``\d`` and ``str.isdigit`` also
+# take other scripts' digits and superscripts, which int() then reads as another token or refuses.
+HMAC_TOKEN1 = re.compile(r"(0|[1-9][0-9]{0,11})\.([0-9a-f]{64})")
 
 
 class Token1Verifier(ABC):
@@ -72,10 +79,10 @@ class HmacVerifier(Token1Verifier):
         self._clock = clock
 
     def verify(self, user_id: str, user_type: int, user_name: str, token1: str) -> None:
-        expires_text, _, signature = token1.partition(".")
-        if not expires_text.isdigit() or len(expires_text) > 12 or not signature:
+        match = HMAC_TOKEN1.fullmatch(token1)
+        if match is None:
             raise GruError(Code.TOKEN1_REJECTED, "token1 is not of the form <expires>.<signature>")
-        expires = int(expires_text)
+        expires, signature = int(match[1]), match[2]
         expected = _digest(self._secret, user_id, user_type, expires)
         if not hmac.compare_digest(expected, signature):
             raise GruError(Code.TOKEN1_REJECTED, "token1 signature does not match this user")
