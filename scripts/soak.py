@@ -29,6 +29,15 @@ Servers (all on free loopback ports, stopped on exit, also on Ctrl-C or SIGTERM)
 * ``--url URL``: an existing deployment (tickets from URL, each client connects to the node its
   ticket names); no memory or CPU figures then.
 
+``--hostile`` (one node only) adds hostile and slow clients (``scripts/hostile.py``: bad polling
+POSTs, binary attachment floods, Engine.IO-only sessions, idle and slowloris TCP connections, a
+reader that stops reading, overlapping polls) attacking the node from other loopback addresses
+during the traffic. The summary then also has the attack's counters and the worker's open files
+before, during and after; it fails if the node still held an attempt when it was checked, or if
+open files did not return to their idle level after the attack, or RSS to its level before it
+(the attack starts once a quarter of the traffic time has passed, so the class's own memory is
+already in that level).
+
 Inherited ``GRU_*`` variables are not passed to the servers (only ``GRU_LOG_LEVEL``), so the
 figures are those of the default settings.
 
@@ -38,6 +47,7 @@ the servers logged no traceback; 1 otherwise; 2 if the soak itself could not run
     .venv/bin/python scripts/soak.py                          # 200 connections, 60 s
     .venv/bin/python scripts/soak.py --redis --json > soak.json
     .venv/bin/python scripts/soak.py --connections 2000 --seconds 600
+    .venv/bin/python scripts/soak.py --hostile --seconds 180
 """
 
 from __future__ import annotations
@@ -63,6 +73,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
+import hostile as hostile_clients
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOAD_JS = REPO_ROOT / "scripts" / "bench" / "soak_load.js"
@@ -72,6 +83,9 @@ START_TIMEOUT = 30.0  # s: one gunicorn or redis-server start
 STOP_TIMEOUT = 15.0  # s: SIGTERM -> exit, then SIGKILL
 RESULT_GRACE = 60.0  # s beyond seconds + drain for the generator's result line
 PASS_THROUGH = ("GRU_LOG_LEVEL",)  # the only GRU_* variables taken from the environment
+FILES_SLACK = 4  # open files above the idle count still taken as "back to idle" (log rotation, a late poll)
+RSS_SLACK_MB = 10.0  # RSS above its level before the attack still taken as "back" (allocator arenas)
+ATTACK_DELAY = 0.25  # the attack starts after this share of the traffic time: the class is warm by then
 PROBLEM_KEYS = ("lost", "duplicated", "outOfOrder", "misdelivered", "idMismatch", "wrongSender", "refused",
                 "unanswered", "disconnects")
 
@@ -109,6 +123,13 @@ def rss_mb(pid: int) -> float:
     except (OSError, IndexError, ValueError):
         return 0.0
     return pages * PAGE_KB / 1024
+
+
+def open_files(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -299,6 +320,8 @@ class Deployment:
             self.label = f"existing deployment at {self.ticket_url}"
             return
         common = {"GRU_SECRET": "soak-" + secrets.token_hex(16), "GRU_DRAIN_SECONDS": "0"}
+        if args.hostile:
+            common.update(GRU_AUTH_TIMEOUT=f"{args.auth_timeout:g}", GRU_HEADER_TIMEOUT=f"{args.header_timeout:g}")
         if args.redis:
             self.redis = RedisProc()
             common.update(GRU_REDIS_URL=self.redis.url, GRU_REDIS_PREFIX=f"soak{uuid.uuid4().hex[:8]}")
@@ -332,6 +355,9 @@ class Deployment:
 
     def sample_rss(self) -> dict[str, float]:
         return {item.name: sum(rss_mb(pid) for pid in item.pids()) for item in self.measured()}
+
+    def sample_files(self) -> dict[str, int]:
+        return {server.name: sum(open_files(pid) for pid in server.pids()) for server in self.servers}
 
     def cpu(self) -> dict[str, float]:
         return {item.name: sum(cpu_seconds(pid) for pid in item.pids()) for item in self.measured()}
@@ -444,6 +470,7 @@ def run(args: argparse.Namespace) -> dict:
               "broadcastRate": args.broadcast_rate, "unicastRate": args.unicast_rate, "seed": args.seed,
               "setupTimeout": args.setup_timeout, "drainTimeout": args.drain_timeout, "waitForGo": True}
     own = bool(deployment.servers)
+    hostile = None
     generator = Generator(config)
     samples: list[dict] = []
     began = time.monotonic()
@@ -452,7 +479,8 @@ def run(args: argparse.Namespace) -> dict:
         if own:
             rss = deployment.sample_rss()
             samples.append({"t": round(time.monotonic() - began, 1), "stage": stage,
-                            "rss_mb": {k: round(v, 1) for k, v in rss.items()}})
+                            "rss_mb": {k: round(v, 1) for k, v in rss.items()},
+                            "open_files": deployment.sample_files()})
 
     sample("idle")
     cpu_start = deployment.cpu() if own else {}
@@ -472,6 +500,8 @@ def run(args: argparse.Namespace) -> dict:
         sample("ready")
         log(f"{args.connections} connections authenticated in {report.get('setupMs', 0) / 1000:.1f}s; traffic starts")
         generator.go()
+        attack = None
+        attack_at = time.monotonic() + args.seconds * ATTACK_DELAY
         progress = Progress(args.seconds, args.sample_every)
         next_sample = time.monotonic() + args.sample_every
         deadline = time.monotonic() + args.seconds + args.drain_timeout + RESULT_GRACE
@@ -479,8 +509,11 @@ def run(args: argparse.Namespace) -> dict:
             while time.monotonic() < deadline:
                 report = generator.next_line(min(0.5, max(0.0, next_sample - time.monotonic())))
                 if time.monotonic() >= next_sample:
-                    sample("traffic")
+                    sample("traffic" if attack is None else "attack")
                     next_sample += args.sample_every
+                if args.hostile and attack is None and time.monotonic() >= attack_at:
+                    sample("pre-attack")
+                    attack = start_attack(args, deployment)
                 if report is None:
                     continue
                 if report.get("phase") == "progress":
@@ -491,12 +524,62 @@ def run(args: argparse.Namespace) -> dict:
                     break
         finally:
             progress.close()
+            if attack is not None:
+                hostile = attack.stop()
         if result is None:
             raise RuntimeError(f"soak_load.js gave no result within {args.seconds + args.drain_timeout + RESULT_GRACE:.0f}s")
     cpu_end = deployment.cpu() if own else {}
     sample("end")
     generator.stop()
-    return summarise(args, deployment, result, samples, cpu_start, cpu_ready, cpu_end)
+    if args.hostile:
+        settle(deployment, samples[0]["open_files"], args.settle_timeout)
+        sample("after")
+    summary = summarise(args, deployment, result, samples, cpu_start, cpu_ready, cpu_end)
+    if args.hostile:
+        judge_hostile(summary, hostile, samples)
+    return summary
+
+
+def start_attack(args: argparse.Namespace, deployment: Deployment):
+    """The hostile clients of ``--hostile``, attacking the one node while the class works."""
+    if not args.hostile:
+        return None
+    node = deployment.servers[0]
+    attack = hostile_clients.Attack(hostile_clients.Target(node.url, deployment.ticket_url, args.auth_timeout,
+                                                           args.header_timeout))
+    attack.start()
+    log(f"hostile clients attacking {node.url}: {', '.join(attack.stats)}")
+    return attack
+
+
+def settle(deployment: Deployment, idle_files: dict[str, int], timeout: float) -> None:
+    """Wait (bounded) until the workers hold no more open files than when idle."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        files = deployment.sample_files()
+        if all(files.get(name, 0) <= count + FILES_SLACK for name, count in idle_files.items()):
+            return
+        time.sleep(0.5)
+
+
+def judge_hostile(summary: dict, hostile: dict, samples: list[dict]) -> None:
+    """The attack's figures, and problems where the node held what it should have let go."""
+    summary["hostile"] = hostile
+    for name, stats in hostile["stats"].items():
+        if stats.get("held"):
+            summary["problems"].append(f"hostile {name}: the node still held {stats['held']} attempt(s)")
+        if not stats.get("attempts"):
+            summary["problems"].append(f"hostile {name}: made no attempt ({hostile['last_errors'].get(name)})")
+    idle, after = samples[0], samples[-1]
+    before = next((s for s in samples if s["stage"] == "pre-attack"), idle)
+    for name, count in idle["open_files"].items():
+        if after["open_files"].get(name, 0) > count + FILES_SLACK:
+            summary["problems"].append(f"{name}: {after['open_files'][name]} open files after the attack, "
+                                       f"{count} when idle")
+        if after["rss_mb"].get(name, 0) > before["rss_mb"][name] + RSS_SLACK_MB:
+            summary["problems"].append(f"{name}: RSS {after['rss_mb'][name]} MiB after the attack, "
+                                       f"{before['rss_mb'][name]} MiB before it")
+    summary["ok"] = not summary["problems"]
 
 
 def summarise(args: argparse.Namespace, deployment: Deployment, result: dict, samples: list[dict],
@@ -594,6 +677,12 @@ def print_report(summary: dict) -> None:
     client = summary.get("client_cpu_ms") or {}
     if client.get("traffic") is not None:
         print(f"  load generator (Node) CPU: setup {client['setup'] / 1000:.2f}s, traffic {client['traffic'] / 1000:.2f}s")
+    if summary.get("hostile"):
+        print("\nhostile clients (attempts, and what the node did with them)")
+        for name, stats in summary["hostile"]["stats"].items():
+            print(f"  {name:<12} " + ", ".join(f"{k} {v}" for k, v in sorted(stats.items())))
+        files = [(s["stage"], s["open_files"]) for s in summary["rss_mb"]]
+        print("worker open files: " + ", ".join(f"{stage} {sum(f.values())}" for stage, f in files))
     for problem in summary["problems"]:
         print(f"PROBLEM: {problem}")
     if summary.get("server_logs"):
@@ -615,6 +704,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--redis", action="store_true", help="a ticket service + 2 nodes sharing a redis-server")
     where.add_argument("--url", help="soak an existing deployment (its ticket API) instead of starting one")
+    parser.add_argument("--hostile", action="store_true",
+                        help="hostile and slow clients (scripts/hostile.py) attack the node during the traffic")
+    parser.add_argument("--auth-timeout", type=float, default=10.0, help="with --hostile: the node's GRU_AUTH_TIMEOUT")
+    parser.add_argument("--header-timeout", type=float, default=10.0,
+                        help="with --hostile: the node's GRU_HEADER_TIMEOUT")
+    parser.add_argument("--settle-timeout", type=float, default=30.0,
+                        help="with --hostile: seconds to wait for open files to return to idle after the attack")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the tables")
     parser.add_argument("--sample-every", type=float, default=5.0, help="seconds between RSS samples")
     parser.add_argument("--seed", type=int, default=1, help="seed of the traffic's random choices")
@@ -628,6 +724,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("broadcast_rate", "unicast_rate", "drain_timeout"):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must not be negative")
+    if args.hostile and (args.redis or args.url):
+        parser.error("--hostile attacks the one node this script starts: not with --redis or --url")
     if args.connections < 2 * args.groups:
         parser.error("every group needs a teacher and at least one student: --connections >= 2 * --groups")
     return args

@@ -70,3 +70,16 @@ def test_long_soak_with_two_thousand_connections():
     summary = soak("--connections", "2000", "--groups", "10", "--seconds", "600", "--setup-timeout", "300",
                    timeout=1100)
     assert_clean(summary, 2000)
+
+
+def test_hostile_clients_do_not_disturb_a_class():
+    """Items of docs/security.md's threat model at once (scripts/hostile.py) while a class works:
+    nothing lost for the class, every hostile attempt let go of, open files back to idle."""
+    summary = soak("--connections", "20", "--groups", "2", "--seconds", "16", "--sample-every", "2", "--hostile",
+                   "--auth-timeout", "2", "--header-timeout", "2", "--settle-timeout", "15", timeout=150)
+    assert_clean(summary, 20)
+    stats = summary["hostile"]["stats"]
+    assert set(stats) == {"bad_post", "attachments", "eio_only", "slowloris", "slow_reader", "overlap"}, stats
+    assert all(s.get("attempts", 0) > 0 and not s.get("held") for s in stats.values()), stats
+    idle, after = summary["rss_mb"][0]["open_files"], summary["rss_mb"][-1]["open_files"]
+    assert after["node_1"] <= idle["node_1"] + 4, summary["rss_mb"]
