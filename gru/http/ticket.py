@@ -10,6 +10,7 @@ from flask import Blueprint, request
 
 from gru.errors import Code, GruError
 from gru.http.responses import error_response, ok_response
+from gru.logs import log_safe
 from gru.services.tickets import TicketService
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def ticket_blueprint(tickets: TicketService, origin_allowed: Callable[[str | Non
         started = time.perf_counter()
         origin = request.headers.get("Origin")
         if not allowed(origin):
-            log.warning("ticket refused: origin %s is not allowed", origin[:100])
+            log.warning("ticket refused: origin %s is not allowed", log_safe(origin))
             return error_response(GruError(Code.ORIGIN_NOT_ALLOWED, f"origin {origin[:100]} is not allowed"))
         if request.method == "OPTIONS":
             return "", 204, {"Access-Control-Allow-Methods": "GET", "Access-Control-Max-Age": "600"}
@@ -50,8 +51,8 @@ def ticket_blueprint(tickets: TicketService, origin_allowed: Callable[[str | Non
         except GruError as exc:
             response = error_response(exc)
         response.headers["Cache-Control"] = "no-store"
-        log.info("ticket user=%s type=%s status=%s ms=%.1f", request.args.get("userId", "")[:64],
-                 request.args.get("userType", "")[:8], response.status_code,
+        log.info("ticket user=%s type=%s status=%s ms=%.1f", log_safe(request.args.get("userId", ""), 64),
+                 log_safe(request.args.get("userType", ""), 8), response.status_code,
                  (time.perf_counter() - started) * 1000)
         return response
 
