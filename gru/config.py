@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "GRU_"
+MIN_SECRET_LENGTH = 32  # GRU_SECRET's keys, and GRU_TOKEN1_SECRET in production
 
 
 class ConfigError(ValueError):
@@ -139,30 +140,45 @@ class Settings(BaseModel):
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Settings:
-        if self.env == "production":
-            if self.secret is None:
-                raise ValueError("GRU_ENV=production requires GRU_SECRET")
-            if self.token1_verifier in (None, "accept"):
-                raise ValueError("GRU_ENV=production requires GRU_TOKEN1_VERIFIER=hmac or http (accept is for development)")
-            if self.cors_origins is None:
-                raise ValueError("GRU_ENV=production requires GRU_CORS_ORIGINS (the web origins allowed to use Gru)")
-        if self.secret is not None and any(len(key) < 32 for key in self.token_keys):
-            raise ValueError("GRU_SECRET: every key must be at least 32 characters (several keys: comma-separated)")
+        problems = self._production_problems() if self.env == "production" else []
+        if self.secret is not None and any(len(key) < MIN_SECRET_LENGTH for key in self.token_keys):
+            problems.append(f"GRU_SECRET: every key must be at least {MIN_SECRET_LENGTH} characters "
+                            "(several keys: comma-separated)")
         if self.token1_verifier == "hmac" and self.token1_secret is None:
-            raise ValueError("GRU_TOKEN1_VERIFIER=hmac requires GRU_TOKEN1_SECRET")
+            problems.append("GRU_TOKEN1_VERIFIER=hmac requires GRU_TOKEN1_SECRET")
         if self.token1_verifier == "http" and self.token1_url is None:
-            raise ValueError("GRU_TOKEN1_VERIFIER=http requires GRU_TOKEN1_URL")
+            problems.append("GRU_TOKEN1_VERIFIER=http requires GRU_TOKEN1_URL")
         if self.redis_url is None and self.workers > 1:
-            raise ValueError("GRU_WORKERS > 1 requires GRU_REDIS_URL (workers share state through Redis)")
+            problems.append("GRU_WORKERS > 1 requires GRU_REDIS_URL (workers share state through Redis)")
         if self.redis_url is None and self.role != "all":
-            raise ValueError(f"GRU_ROLE={self.role} requires GRU_REDIS_URL (ticket service and nodes meet in Redis)")
+            problems.append(f"GRU_ROLE={self.role} requires GRU_REDIS_URL (ticket service and nodes meet in Redis)")
         if self.role == "node" and self.public_addr is None:
-            raise ValueError("GRU_ROLE=node requires GRU_PUBLIC_ADDR (the address tickets hand out for this node)")
+            problems.append("GRU_ROLE=node requires GRU_PUBLIC_ADDR (the address tickets hand out for this node)")
         if self.node_ttl < 2 * self.heartbeat_interval:
-            raise ValueError("GRU_NODE_TTL must be at least twice GRU_HEARTBEAT_INTERVAL (one lost beat is no death)")
+            problems.append("GRU_NODE_TTL must be at least twice GRU_HEARTBEAT_INTERVAL (one lost beat is no death)")
         if self.redis_url is not None and self.secret is None:
-            raise ValueError("GRU_REDIS_URL requires GRU_SECRET (every process must sign and verify with the same key)")
+            problems.append("GRU_REDIS_URL requires GRU_SECRET (every process must sign and verify with the same key)")
+        if problems:
+            raise ValueError("; ".join(problems))  # every problem at once: one restart fixes them all
         return self
+
+    def _production_problems(self) -> list[str]:
+        """What production refuses: no signing key, a guessable business key, any verifier or any
+        web origin accepted."""
+        problems = []
+        if self.secret is None:
+            problems.append("GRU_ENV=production requires GRU_SECRET")
+        if self.token1_verifier in (None, "accept"):
+            problems.append("GRU_ENV=production requires GRU_TOKEN1_VERIFIER=hmac or http (accept is for development)")
+        if self.token1_verifier == "hmac" and self.token1_secret is not None \
+                and len(self.token1_secret.get_secret_value()) < MIN_SECRET_LENGTH:
+            problems.append(f"GRU_TOKEN1_SECRET must be at least {MIN_SECRET_LENGTH} characters in production "
+                            "(it is all that stands between a guesser and any user's ticket)")
+        if self.cors_origins is None:
+            problems.append("GRU_ENV=production requires GRU_CORS_ORIGINS (the web origins allowed to use Gru)")
+        elif "*" in (origin.strip() for origin in self.cors_origins.split(",")):
+            problems.append("GRU_CORS_ORIGINS must list the web origins allowed to use Gru in production, not '*'")
+        return problems
 
     @property
     def verifier(self) -> str:
