@@ -7,6 +7,9 @@ import pytest
 from gru.config import ConfigError, Settings
 
 SECRET = "s" * 32
+TOKEN1_SECRET = "k" * 32
+PRODUCTION = {"GRU_ENV": "production", "GRU_SECRET": SECRET, "GRU_TOKEN1_VERIFIER": "hmac",
+              "GRU_TOKEN1_SECRET": TOKEN1_SECRET, "GRU_CORS_ORIGINS": "https://school.example"}
 
 
 def test_defaults_are_the_embedded_single_process_service():
@@ -42,7 +45,7 @@ def test_values_come_from_gru_variables_and_other_variables_are_ignored():
         ({"GRU_ENV": "production"}, "GRU_SECRET"),
         ({"GRU_ENV": "production", "GRU_SECRET": SECRET}, "GRU_TOKEN1_VERIFIER"),
         ({"GRU_ENV": "production", "GRU_SECRET": SECRET, "GRU_TOKEN1_VERIFIER": "accept"}, "accept"),
-        ({"GRU_ENV": "production", "GRU_SECRET": SECRET, "GRU_TOKEN1_VERIFIER": "hmac", "GRU_TOKEN1_SECRET": "x" * 20},
+        ({"GRU_ENV": "production", "GRU_SECRET": SECRET, "GRU_TOKEN1_VERIFIER": "hmac", "GRU_TOKEN1_SECRET": "x" * 32},
          "GRU_CORS_ORIGINS"),
         ({"GRU_SECRET": "short"}, "32 characters"),
         ({"GRU_TOKEN1_VERIFIER": "hmac"}, "GRU_TOKEN1_SECRET"),
@@ -58,10 +61,46 @@ def test_bad_configuration_is_refused_with_the_variable_named(env, needle):
 
 
 def test_production_starts_with_a_secret_and_a_real_verifier():
-    settings = Settings.from_env({"GRU_ENV": "production", "GRU_SECRET": SECRET, "GRU_TOKEN1_VERIFIER": "hmac",
-                                  "GRU_TOKEN1_SECRET": "k" * 20, "GRU_CORS_ORIGINS": "https://school.example"})
+    settings = Settings.from_env(PRODUCTION)
     assert settings.signing_secret == SECRET
     assert settings.cors_allowed == ["https://school.example"]
+
+
+@pytest.mark.parametrize(("change", "needle"), [
+    ({"GRU_TOKEN1_SECRET": "k"}, "GRU_TOKEN1_SECRET must be at least 32"),
+    ({"GRU_TOKEN1_SECRET": "k" * 31}, "GRU_TOKEN1_SECRET must be at least 32"),
+    ({"GRU_CORS_ORIGINS": "*"}, "GRU_CORS_ORIGINS must list"),
+    ({"GRU_CORS_ORIGINS": "https://school.example, *"}, "GRU_CORS_ORIGINS must list"),
+])
+def test_production_refuses_a_guessable_token1_secret_and_any_origin(change, needle):
+    with pytest.raises(ConfigError, match=needle):
+        Settings.from_env(PRODUCTION | change)
+    Settings.from_env({k: v for k, v in (PRODUCTION | change).items() if k != "GRU_ENV"})  # fine in development
+
+
+def test_production_names_every_problem_at_once():
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"GRU_ENV": "production"})
+    assert all(name in str(info.value) for name in ("GRU_SECRET", "GRU_TOKEN1_VERIFIER", "GRU_CORS_ORIGINS"))
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(PRODUCTION | {"GRU_TOKEN1_SECRET": "k", "GRU_CORS_ORIGINS": "*", "GRU_WORKERS": "2"})
+    assert all(name in str(info.value) for name in ("GRU_TOKEN1_SECRET", "GRU_CORS_ORIGINS", "GRU_REDIS_URL"))
+
+
+@pytest.mark.parametrize("origin", [
+    "https://school.example.evil.com", "https://evil-school.example", "https://evilschool.example",
+    "https://school.exampl", "https://school.example.", "https://school.example/", "https://school.example:8443",
+    "http://school.example", "wss://school.example", "HTTPS://SCHOOL.EXAMPLE", "https://School.example",
+    "https://school.example@evil.com", "https://app.school.example", "null", "", "*",
+    "https://school.example,https://evil.example", " https://school.example",
+])
+def test_only_the_exact_listed_origins_are_allowed(origin):
+    settings = Settings.from_env({"GRU_CORS_ORIGINS": "https://school.example, https://teach.example:8080"})
+    assert settings.origin_allowed("https://school.example") and settings.origin_allowed("https://teach.example:8080")
+    assert settings.origin_allowed(None)  # no browser: CORS does not apply
+    assert not settings.origin_allowed(origin)
+    assert not settings.origin_allowed(origin, own_origin="http://127.0.0.1:30000")
+    assert settings.origin_allowed("http://127.0.0.1:30000", own_origin="http://127.0.0.1:30000")
 
 
 def test_several_secrets_rotate_keys():
