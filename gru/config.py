@@ -63,6 +63,10 @@ class Settings(BaseModel):
     rate_burst: int = Field(40, ge=1, le=100_000)
     max_connections: int = Field(20000, ge=1, le=1_000_000)
     max_pending_per_address: int = Field(50, ge=1, le=1_000_000)
+    # connections that hold resources (see docs/security.md)
+    header_timeout: float = Field(10.0, gt=0, le=600)  # time to send a complete request head
+    keepalive_timeout: float = Field(5.0, gt=0, le=600)  # idle time allowed between requests on a connection
+    max_backlog: int = Field(4 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024)  # unsent bytes per connection
 
     redis_url: str | None = None
     redis_prefix: str = Field("gru", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")

@@ -32,23 +32,37 @@ class TokenBucket:
 
 
 class ConnectionLimits:
-    """Admission of new connections: a cap per process and per client address while unauthenticated."""
+    """Admission of new sessions: a cap per process, and per client address while unauthenticated.
+
+    A session is counted from its handshake until it authenticates or closes, whether or not it
+    ever joins Socket.IO: otherwise sessions that never go further would escape both caps. A
+    refused session lives just long enough to be told why (its Socket.IO connect gets the error)
+    and still counts; an address already holding twice its allowance is refused outright.
+    """
 
     def __init__(self, max_connections: int, max_pending_per_address: int) -> None:
         self._max_connections = max_connections
         self._max_pending = max_pending_per_address
         self._pending: dict[str, int] = {}
 
-    def admit(self, open_connections: int, address: str) -> None:
-        """Raise ``NODE_FULL`` or ``TOO_MANY_PENDING``; otherwise count the connection as pending."""
-        if open_connections > self._max_connections:
-            raise GruError(Code.NODE_FULL)
-        if self._pending.get(address, 0) >= self._max_pending:
+    def admit(self, open_connections: int, address: str) -> GruError | None:
+        """Count a new session of ``address``: None when admitted, else the refusal to tell it.
+
+        Raises ``TOO_MANY_PENDING`` (and counts nothing) when the address is over twice its
+        allowance: such a session is not even created.
+        """
+        held = self._pending.get(address, 0)
+        if held >= 2 * self._max_pending:
             raise GruError(Code.TOO_MANY_PENDING)
-        self._pending[address] = self._pending.get(address, 0) + 1
+        self._pending[address] = held + 1
+        if open_connections > self._max_connections:
+            return GruError(Code.NODE_FULL)
+        if held >= self._max_pending:
+            return GruError(Code.TOO_MANY_PENDING)
+        return None
 
     def settled(self, address: str) -> None:
-        """The pending connection authenticated or went away."""
+        """The counted session authenticated or went away."""
         count = self._pending.get(address, 0) - 1
         if count > 0:
             self._pending[address] = count

@@ -197,7 +197,22 @@ class GruSocketServer(HoldingServerMixin, socketio.Server):
         text = "2" + self.packet_class.json.dumps(payload, separators=(",", ":"))  # an EVENT on "/"
         self._send_eio_packet(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, text))
 
+    # Admission (gru.sockets.events): a session counts against the connection limits and its auth
+    # timeout runs from its Engine.IO handshake, not from a Socket.IO connect it may never send.
+    engine_opened = None  # (eio_sid, environ) -> None, or the error object of a refusal (HTTP 401)
+    engine_closed = None  # (eio_sid) -> None
+
+    def _handle_eio_disconnect(self, eio_sid: str, reason):
+        try:
+            return super()._handle_eio_disconnect(eio_sid, reason)
+        finally:
+            if self.engine_closed is not None:
+                self.engine_closed(eio_sid)
+
     def _handle_eio_connect(self, eio_sid: str, environ: dict):
+        refusal = self.engine_opened(eio_sid, environ) if self.engine_opened is not None else None
+        if refusal is not None:
+            return refusal
         socket = self.eio.sockets.get(eio_sid)
         if type(socket) is engineio.socket.Socket:
             socket.__class__ = BoundedPollSocket  # same state, bounded poll()

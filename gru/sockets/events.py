@@ -44,14 +44,17 @@ class EventHandlers:
         self._limits = limits
         self._rate = rate
         self._burst = burst
-        self._pending: dict[str, str] = {}  # unauthenticated sid → client address
+        self._pending: dict[str, str] = {}  # unauthenticated Engine.IO session → client address
+        self._refused: dict[str, GruError] = {}  # sessions refused at their handshake → what to tell them
         self._buckets: dict[str, TokenBucket] = {}
         self._accepting = True
         self._auth_deadlines = FixedDelayTimer(auth_timeout, self._expire_unauthenticated,
                                                sio.start_background_task, sio.sleep)
 
     def register(self) -> None:
-        """Attach every handler to the server."""
+        """Attach every handler to the server (and the admission of Engine.IO sessions)."""
+        self._sio.engine_opened = self.on_engine_open
+        self._sio.engine_closed = self.on_engine_close
         self._sio.on("connect", self.on_connect)
         self._sio.on("disconnect", self.on_disconnect)
         self._sio.on("auth", self.on_auth)
@@ -63,28 +66,47 @@ class EventHandlers:
         """Refuse new connections from now on (the node is draining)."""
         self._accepting = False
 
+    def on_engine_open(self, eio_sid: str, environ: dict) -> dict | None:
+        """An Engine.IO handshake: the session counts against the connection limits and must
+        authenticate within the auth timeout from now, whether or not it ever joins Socket.IO.
+        Returns None, or the error object of a refusal at the handshake (HTTP 401)."""
+        address = environ.get("REMOTE_ADDR") or ""
+        try:
+            refusal = self._limits.admit(len(self._sio.eio.sockets), address)
+        except GruError as exc:
+            log.warning("handshake refused peer=%s: %s", address, exc.message)
+            metrics.connection_refused(exc.code)
+            return exc.as_result()
+        if refusal is not None:
+            self._refused[eio_sid] = refusal  # told at its Socket.IO connect, then closed
+        self._pending[eio_sid] = address
+        self._auth_deadlines.add(eio_sid)
+        return None
+
+    def on_engine_close(self, eio_sid: str) -> None:
+        """The Engine.IO session is gone."""
+        self._settle(eio_sid)
+        self._refused.pop(eio_sid, None)
+
     def on_connect(self, sid: str, environ: dict, auth: object = None) -> bool:
+        eio_sid = self._sio.manager.eio_sid_from_sid(sid, "/")
         if not self._accepting:
             log.info("connect refused sid=%s: node is draining", sid)
             metrics.connection_refused(0)
             return False
-        address = environ.get("REMOTE_ADDR") or ""
-        try:
-            self._limits.admit(len(self._sio.eio.sockets), address)
-        except GruError as exc:
-            log.warning("connect refused sid=%s peer=%s: %s", sid, address, exc.message)
-            metrics.connection_refused(exc.code)
-            raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.as_result()) from None
-        self._pending[sid] = address
+        refusal = self._refused.pop(eio_sid, None)
+        if refusal is not None:
+            log.warning("connect refused sid=%s peer=%s: %s", sid, environ.get("REMOTE_ADDR"), refusal.message)
+            metrics.connection_refused(refusal.code)
+            self._sio.start_background_task(self._hard_close, eio_sid)
+            raise socketio.exceptions.ConnectionRefusedError(refusal.message, refusal.as_result())
         self._buckets[sid] = TokenBucket(self._rate, self._burst)
         metrics.connection_opened()
         log.info("connect sid=%s peer=%s transport=%s", sid, environ.get("REMOTE_ADDR"),
                  _transport(environ))
-        self._auth_deadlines.add(sid)
         return True
 
     def on_disconnect(self, sid: str, reason: object = None) -> None:
-        self._settle(sid)
         self._buckets.pop(sid, None)
         session = self._sessions.end(sid)
         metrics.connection_closed(authenticated=session is not None)
@@ -101,8 +123,8 @@ class EventHandlers:
             self._reply(sid, "auth_result", exc.as_result())
             self._refuse(sid)
             return
-        self._settle(sid)
         eio_sid = self._sio.manager.eio_sid_from_sid(sid, "/")
+        self._settle(eio_sid)
         missed, data = [], {"userType": role}
         self._sio.hold(eio_sid)  # live traffic waits until what was missed has been sent
         try:
@@ -172,9 +194,9 @@ class EventHandlers:
         bucket = self._buckets.get(sid)
         return bucket is None or bucket.take()
 
-    def _settle(self, sid: str) -> None:
-        """The connection is no longer an unauthenticated one."""
-        address = self._pending.pop(sid, None)
+    def _settle(self, eio_sid: str) -> None:
+        """The session is no longer an unauthenticated one."""
+        address = self._pending.pop(eio_sid, None)
         if address is not None:
             self._limits.settled(address)
 
@@ -182,16 +204,23 @@ class EventHandlers:
         """Answer the caller directly: replies never need the cross-node message queue."""
         self._sio.reply(sid, event, data)
 
-    def _expire_unauthenticated(self, sid: str) -> None:
-        if sid in self._pending:
+    def _expire_unauthenticated(self, eio_sid: str) -> None:
+        if eio_sid not in self._pending:
+            return
+        metrics.auth_failed(Code.AUTH_TIMEOUT)
+        sid = self._sio.manager.sid_from_eio_sid(eio_sid, "/")
+        if sid is not None and self._sio.manager.is_connected(sid, "/"):
             log.info("auth timeout sid=%s after %.1fs", sid, self._auth_timeout)
-            metrics.auth_failed(Code.AUTH_TIMEOUT)
             self._reply(sid, "auth_result", GruError(Code.AUTH_TIMEOUT).as_result())
             self._refuse(sid)
+            return
+        log.info("auth timeout eio=%s peer=%s after %.1fs: the session never joined Socket.IO, closing",
+                 eio_sid, self._pending[eio_sid], self._auth_timeout)
+        self._settle(eio_sid)
+        self._close_engine(eio_sid, abort=False)
 
     def _refuse(self, sid: str) -> None:
         """Disconnect after the answer; close the transport too if the client ignores us."""
-        self._settle(sid)
         eio_sid = self._sio.manager.eio_sid_from_sid(sid, "/")
         self._sio.disconnect(sid)
         if eio_sid is not None:
@@ -199,9 +228,13 @@ class EventHandlers:
 
     def _hard_close(self, eio_sid: str) -> None:
         self._sio.sleep(HARD_CLOSE_DELAY)
+        self._close_engine(eio_sid, abort=True)  # the client ignored the disconnect
+
+    def _close_engine(self, eio_sid: str, abort: bool) -> None:
+        """Close an Engine.IO session without waiting on its queue (a client may never poll it)."""
         socket = self._sio.eio.sockets.pop(eio_sid, None)
-        if socket is not None:  # the client ignored the disconnect: drop it without waiting on its queue
-            socket.close(wait=False, abort=True)
+        if socket is not None:
+            socket.close(wait=False, abort=abort)
 
 
 def _transport(environ: dict) -> str:

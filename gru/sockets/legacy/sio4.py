@@ -55,10 +55,12 @@ class LegacySocketIOServer(GruSocketServer):
                 or self.namespaces == "*" or namespace in self.namespaces)
 
     def _handle_eio_connect(self, eio_sid: str, environ: dict):
-        super()._handle_eio_connect(eio_sid, environ)
+        refusal = super()._handle_eio_connect(eio_sid, environ)
+        if refusal is not None:
+            return refusal  # refused by the connection limits before the session exists
         if self.is_legacy(eio_sid) and self._accepts("/"):
             self._handle_connect(eio_sid, "/", None)  # protocol 4: "/" is joined implicitly
-        return None  # a refusal is a Socket.IO ERROR packet, never an engine-level 401
+        return None  # a namespace refusal is a Socket.IO ERROR packet, never an engine-level 401
 
     def _handle_eio_message(self, eio_sid: str, data):
         if isinstance(data, str) and data[:1] == "0" and eio_sid not in self._binary_packet \
