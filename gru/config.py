@@ -22,6 +22,20 @@ class ConfigError(ValueError):
     """The environment describes a configuration Gru refuses to start with."""
 
 
+def _check_sentinel_url(url: str) -> None:
+    """``redis+sentinel://[user:password@]host:port[,host:port...]/db/master-name``: every sentinel
+    with its port, and the master's name (the one in the sentinels' ``sentinel monitor`` line)."""
+    parts = urlsplit(url)
+    for host_port in parts.netloc.rpartition("@")[2].split(","):
+        host, _, port = host_port.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"sentinel {host_port!r} is not HOST:PORT "
+                             "(redis+sentinel://host1:26379,host2:26379/0/master-name)")
+    path = parts.path.split("/")
+    if len(path) < 3 or not path[1].isdigit() or not path[2]:
+        raise ValueError("must name the database and the master: redis+sentinel://host1:26379,host2:26379/0/master-name")
+
+
 class Settings(BaseModel):
     """Every tunable of a Gru process; field ``x`` is read from ``GRU_X``."""
 
@@ -127,6 +141,8 @@ class Settings(BaseModel):
     def _check_redis_url(cls, value: str | None) -> str | None:
         if value is not None and urlsplit(value).scheme not in ("redis", "rediss", "redis+sentinel", "unix"):
             raise ValueError("must be a redis://, rediss://, redis+sentinel:// or unix:// URL")
+        if value is not None and urlsplit(value).scheme == "redis+sentinel":
+            _check_sentinel_url(value)
         return value
 
     @field_validator("api_keys")

@@ -232,7 +232,7 @@ def test_unicast_is_published_only_to_the_other_processes_holding_the_target(pai
     first, second = pair
     second.heartbeat(Instance("node_2:2:b", "node_2", None, 1, "up"))
     listener = redis.Redis.from_url(redis_server.url).pubsub(ignore_subscribe_messages=True)
-    listener.psubscribe(f"{redis_prefix}:socketio*")
+    listener.subscribe(*(f"{redis_prefix}:socketio{suffix}" for suffix in ("", ":node_1:1:a", ":node_2:2:b")))
     second.presence_add("10", A, 1, "c1")
     second.presence_add("10", A, 1, "c2")  # two connections, one process: one publish
     first.presence_add("10", B, 2, "c1")

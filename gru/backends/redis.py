@@ -23,21 +23,30 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from urllib.parse import urlparse
 
 import orjson
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from socketio.redis_manager import parse_redis_sentinel_url
 
 from gru.backends.base import Backend, BackendUnavailable, Broadcast, Routed, Unicast
 from gru.backends.redis_lane import Lane
+from gru.config import ConfigError
 from gru.models import Instance, Node, UserId, UserKey
 
 Envelope = Callable[[UserKey], tuple[bytes, bytes]]
 GroupEnvelope = Callable[[str, "str | None"], tuple[bytes, bytes]]
 
 log = logging.getLogger(__name__)
+
+# How much earlier than the lane's reply timeout a message script stops accepting: node clocks may
+# run ahead of Redis's by up to a quarter second (NTP keeps them within milliseconds), and the
+# reply gets another quarter second to reach the node and be read.
+LATE_MARGIN = 0.5
 
 ALLOCATE_ID = """
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -81,6 +90,28 @@ local function new_message(last_key, floor, body_without_id)
 end
 """
 
+# Refusals a message script makes before it writes anything: ``late`` once Redis's clock is past
+# the deadline the node gave (the node answers -14 by then, so the message must not go out after
+# all); ``unreachable`` when another live process holding a recipient is not subscribed on this
+# server (e.g. still re-subscribing after a Sentinel failover), where a publish would reach nobody.
+GUARDS = """
+local function late(deadline_ms)
+  if deadline_ms == '0' then
+    return false
+  end
+  local now = redis.call('TIME')
+  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(deadline_ms)
+end
+local function unreachable(owners, me, channel_prefix)
+  for owner, live in pairs(owners) do
+    if live and owner ~= me and redis.call('PUBSUB', 'NUMSUB', channel_prefix .. owner)[2] == 0 then
+      return true
+    end
+  end
+  return false
+end
+"""
+
 HISTORY_APPEND = KEEP + """
 keep(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5])
 return 1
@@ -89,8 +120,12 @@ return 1
 # KEYS: presence of the target user, last-id, last group, history, dropped, offline queue.
 # ARGV: 1 id floor, 2 alive-key prefix, 3 instance-channel prefix, 4 own instance, 5 scoped (1/0),
 # 6 scope group, 7 body without id, 8 history size (0: none), 9 history ttl ms, 10 history min id,
-# 11 queue until ms (0: refuse when offline), 12 queue size, 13/14 relay envelope head/tail.
-UNICAST = KEEP + NEW_MESSAGE + """
+# 11 queue until ms (0: refuse when offline), 12 queue size, 13/14 relay envelope head/tail,
+# 15 deadline (Unix ms, 0: none).
+UNICAST = KEEP + NEW_MESSAGE + GUARDS + """
+if late(ARGV[15]) then
+  return {'late', '0'}
+end
 local fields = redis.call('HGETALL', KEYS[1])
 local alive, holders, groups, dead = {}, {}, {}, {}
 local online = false
@@ -126,6 +161,9 @@ local queue_until = ARGV[11]
 if not online and queue_until == '0' then
   return {'offline', '0'}
 end
+if online and unreachable(holders, ARGV[4], ARGV[3]) then
+  return {'unreachable', '0'}
+end
 local id, body = new_message(KEYS[2], ARGV[1], ARGV[7])
 if ARGV[8] ~= '0' then
   keep(KEYS[4], KEYS[5], id, body, tonumber(ARGV[8]), ARGV[9], ARGV[10])
@@ -145,15 +183,29 @@ end
 return {'sent', id}
 """
 
-# KEYS: last-id, history, dropped. ARGV: 1 id floor, 2 body without id, 3 history size (0: none),
-# 4 history ttl ms, 5 history min id, 6 shared channel, 7/8 relay envelope head/tail.
-BROADCAST = KEEP + NEW_MESSAGE + """
+# KEYS: last-id, history, dropped, presence of the group. ARGV: 1 id floor, 2 body without id,
+# 3 history size (0: none), 4 history ttl ms, 5 history min id, 6 shared channel, 7/8 relay envelope
+# head/tail, 9 deadline (Unix ms, 0: none), 10 alive-key prefix, 11 instance-channel prefix, 12 own instance.
+BROADCAST = KEEP + NEW_MESSAGE + GUARDS + """
+if late(ARGV[9]) then
+  return {'late', '0'}
+end
+local owners = {}
+for _, field in ipairs(redis.call('HKEYS', KEYS[4])) do
+  local owner = string.sub(field, 1, (string.find(field, '|', 1, true) or (#field + 1)) - 1)
+  if owners[owner] == nil then
+    owners[owner] = redis.call('EXISTS', ARGV[10] .. owner) == 1
+  end
+end
+if unreachable(owners, ARGV[12], ARGV[11]) then
+  return {'unreachable', '0'}
+end
 local id, body = new_message(KEYS[1], ARGV[1], ARGV[2])
 if ARGV[3] ~= '0' then
   keep(KEYS[2], KEYS[3], id, body, tonumber(ARGV[3]), ARGV[4], ARGV[5])
 end
 redis.call('PUBLISH', ARGV[6], ARGV[7] .. body .. ARGV[8])
-return id
+return {'sent', id}
 """
 
 OFFLINE_TAKE = """
@@ -213,11 +265,37 @@ class Keys:
 
 
 def connect(url: str, **options) -> redis.Redis:
-    """A client for ``redis://``, ``rediss://``, ``unix://`` or ``redis+sentinel://`` URLs."""
+    """A client for ``redis://``, ``rediss://``, ``unix://`` or ``redis+sentinel://`` URLs (the
+    latter checked against the sentinels at once, see :func:`check_sentinels`)."""
     if urlparse(url).scheme == "redis+sentinel":
         sentinels, service, kwargs = parse_redis_sentinel_url(url)
-        return redis.sentinel.Sentinel(sentinels, **kwargs, **options).master_for(service or "mymaster", **options)
+        # each sentinel asked once: with three of them, retrying one with back-off only delays the next
+        once = {key: value for key, value in options.items() if key.startswith("socket_")}
+        sentinel = redis.sentinel.Sentinel(sentinels, sentinel_kwargs={**once, "retry": Retry(NoBackoff(), 0)},
+                                           **kwargs, **options)
+        check_sentinels(sentinel, service)
+        return sentinel.master_for(service, **options)
     return redis.Redis.from_url(url, **options)
+
+
+def check_sentinels(sentinel: redis.sentinel.Sentinel, service: str) -> None:
+    """Refuse to start when the sentinels answer but none monitors ``service`` (a wrong name in
+    ``GRU_REDIS_URL``); log an error and go on when none answers (Redis may come later, as
+    without Sentinel: messages are refused with -14 meanwhile)."""
+    addresses = ", ".join("{host}:{port}".format_map(s.connection_pool.connection_kwargs) for s in sentinel.sentinels)
+    known: set[str] = set()
+    answered = False
+    for client in sentinel.sentinels:
+        try:
+            known.update(client.sentinel_masters())
+            answered = True
+        except redis.RedisError as exc:
+            log.debug("sentinel %s: %s", client, exc)
+    if not answered:
+        log.error("GRU_REDIS_URL: no Redis Sentinel answers at %s; messages are refused until one does", addresses)
+    elif service not in known:
+        raise ConfigError(f"GRU_REDIS_URL: the Redis Sentinels at {addresses} monitor no master named {service!r} "
+                          f"(they monitor: {', '.join(sorted(known)) or 'none'})")
 
 
 def bare(user: UserKey) -> tuple[bytes, bytes]:
@@ -248,6 +326,7 @@ class RedisBackend(Backend):
         self._envelope = envelope
         self._group_envelope = group_envelope
         self._lane = Lane(client)  # the per-message scripts
+        self._reply_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
         self._last_id, self._alive_prefix, self._channel_prefix = keys.last_id, keys.alive(""), keys.instance_channel("")
         self._channel = keys.channel
         self._allocate = client.register_script(ALLOCATE_ID)
@@ -265,7 +344,7 @@ class RedisBackend(Backend):
         try:
             return int(self._lane.evalsha(self._allocate, [self._keys.last_id], [floor]))
         except redis.RedisError as exc:
-            raise BackendUnavailable(f"message id: {exc}") from None
+            raise BackendUnavailable(f"message id: {_describe(exc)}") from None
 
     def broadcast(self, message: Broadcast) -> int:
         """One script: id, history, and the publish on the shared channel (this process's own
@@ -273,10 +352,13 @@ class RedisBackend(Backend):
         kept = message.kept
         stream = kept.stream if kept is not None else ""
         head, tail = self._group_envelope(message.group, message.sender_conn)
-        keys = [self._last_id, self._keys.history(stream), self._keys.dropped(stream)]
+        keys = [self._last_id, self._keys.history(stream), self._keys.dropped(stream), self._keys.presence(message.group)]
         args = [message.floor, _encode(message.body), kept.size if kept else 0, int(kept.ttl * 1000) if kept else 0,
-                kept.min_id if kept else 0, self._channel, head, tail]
-        return int(self._read(lambda: self._lane.evalsha(self._broadcast, keys, args)))
+                kept.min_id if kept else 0, self._channel, head, tail, self._deadline(), self._alive_prefix,
+                self._channel_prefix, self._instance]
+        outcome, message_id = self._read(lambda: self._lane.evalsha(self._broadcast, keys, args))
+        _check_outcome(outcome)
+        return int(message_id)
 
     def unicast(self, message: Unicast) -> Routed:
         """One script: presence with owner liveness, scope, id, history, then the offline queue or
@@ -289,9 +371,18 @@ class RedisBackend(Backend):
         args = [message.floor, self._alive_prefix, self._channel_prefix, self._instance,
                 0 if scope is None else 1, scope or "", _encode(message.body), kept.size if kept else 0,
                 int(kept.ttl * 1000) if kept else 0, kept.min_id if kept else 0, message.queue_until_ms,
-                message.queue_size, head, tail]
+                message.queue_size, head, tail, self._deadline()]
         outcome, message_id = self._read(lambda: self._lane.evalsha(self._unicast, keys, args))
+        _check_outcome(outcome)
         return Routed(outcome.decode(), int(message_id))
+
+    def _deadline(self) -> int:
+        """The Unix time (ms) after which a message script must refuse: by then the lane's read has
+        not timed out yet (it started later, and lasts ``socket_timeout``), less a margin for the
+        reply's way back and for this clock running ahead of Redis's (0: no timeout, no deadline)."""
+        if not self._reply_timeout:
+            return 0
+        return int((time.time() + self._reply_timeout - min(LATE_MARGIN, self._reply_timeout / 2)) * 1000)
 
     # -- presence ----------------------------------------------------------------------------
 
@@ -410,7 +501,7 @@ class RedisBackend(Backend):
             created, _ = pipe.execute()
         except redis.RedisError as exc:
             self._dirty = True
-            raise BackendUnavailable(f"heartbeat: {exc}") from None
+            raise BackendUnavailable(f"heartbeat: {_describe(exc)}") from None
         if created or self._dirty:
             self._replay_presence()
 
@@ -463,7 +554,7 @@ class RedisBackend(Backend):
             pipe.execute()
         except redis.RedisError as exc:
             self._dirty = True
-            raise BackendUnavailable(f"presence replay: {exc}") from None
+            raise BackendUnavailable(f"presence replay: {_describe(exc)}") from None
         if self._dirty and mine:
             log.info("presence replayed to Redis: %d connections", len(mine))
         self._dirty = False
@@ -484,7 +575,7 @@ class RedisBackend(Backend):
         try:
             return call()
         except redis.RedisError as exc:
-            raise BackendUnavailable(str(exc)) from None
+            raise BackendUnavailable(_describe(exc)) from None
 
     def ping(self) -> bool:
         try:
@@ -495,6 +586,21 @@ class RedisBackend(Backend):
     def close(self) -> None:
         self._lane.close()
         self._redis.close()
+
+
+def _describe(exc: redis.RedisError) -> str:
+    """An error for the log: redis-py's "no master" error goes on with whole client reprs."""
+    if isinstance(exc, redis.sentinel.MasterNotFoundError):
+        return f"{str(exc).split(' : ', 1)[0]} (no sentinel answers, or a failover is under way)"
+    return str(exc)
+
+
+def _check_outcome(outcome: bytes) -> None:
+    """Turn a message script's refusals into :class:`BackendUnavailable` (the sender is told -14)."""
+    if outcome == b"late":
+        raise BackendUnavailable("Redis ran the message after its deadline (stalled?): refused, not sent")
+    if outcome == b"unreachable":
+        raise BackendUnavailable("a process holding a recipient is not subscribed to Redis: not sent")
 
 
 def _encode(body: dict) -> bytes:

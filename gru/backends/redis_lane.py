@@ -91,11 +91,18 @@ class Lane:
             if conn._sock is not None and poller is not None and not poller.poll(0):
                 return conn, poller
             conn.disconnect()  # closed by the server (readable: end of stream), or data nobody asked for
-        return self._connection(), None
+        conn = self._connection()
+        conn.connect()
+        return conn, None
 
     def _connection(self):
         """A new connection as the pool would make it, but not counted against its ``max_connections``:
-        the lane replaces every connection an outage broke, and the pool never gets them back."""
+        the lane replaces every connection an outage broke, and the pool never gets them back.
+
+        Whoever sends first connects it with ``connect()``, as the pool does: a Sentinel connection
+        asks the sentinels for the master there, while ``send_packed_command`` on an unconnected one
+        would go to redis-py's default address (localhost:6379), perhaps another Redis that
+        answers every script."""
         return self._pool.connection_class(**self._pool.connection_kwargs)
 
     def close(self) -> None:
@@ -165,6 +172,8 @@ class _Pipe:
                     if not self.queued:
                         break
                     batch, self.queued = self.queued, []
+                    if conn._sock is None:
+                        conn.connect()  # the first batch: see Lane._connection
                     conn.send_packed_command([b"".join(batch) if len(batch) > 1 else batch[0]], check_health=False)
                     self.unanswered = len(batch)
                     if self.poller is None and conn._sock is not None:

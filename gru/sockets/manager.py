@@ -11,7 +11,13 @@ recovery: a unicast on the instance channel of each other process holding the ta
 in :func:`relay_envelope`), a broadcast on the shared channel (wrapped in :func:`group_envelope`,
 which names this process as the sender so its own subscriber skips it); :meth:`_handle_emit`
 takes both as emits. An emit to a user's or a group's room here only serves this process's
-connections. Each process subscribes to the shared channel and to its own instance channel.
+connections. Each process subscribes to the shared channel and to its own instance channel, in one
+command on one connection; the backend's scripts refuse a message for a process not subscribed.
+
+Behind Sentinel the subscription must sit on the master, where the scripts publish: redis-py's
+pub/sub reconnects by itself and may land on a demoted master (now a replica) during a failover,
+so the listener checks every :data:`MASTER_CHECK` seconds that its server is still the master
+the sentinels name, and subscribes again if not.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ import functools
 import logging
 import time
 
+import redis
 import socketio
+from redis.sentinel import SentinelConnectionPool
 from socketio.packet import Packet
 
 from gru.models import UserKey
@@ -31,6 +39,7 @@ from gru.sockets.rooms import GROUP_ROOM_PREFIX, USER_ROOM_PREFIX, group_room, u
 log = logging.getLogger(__name__)
 
 MAX_RETRY_SLEEP = 2.0
+MASTER_CHECK = 1.0
 
 
 @functools.lru_cache(maxsize=4096)
@@ -133,10 +142,45 @@ class GruRedisManager(socketio.RedisManager):
                     if retry_sleep > 0.5:
                         log.info("re-subscribed to Redis channels %s", self.channels)
                     retry_sleep = 0.5
-                yield from self.pubsub.listen()
+                yield from self._messages()
             except Exception as exc:  # noqa: BLE001 - keep listening whatever happened
                 if subscribed or retry_sleep == 0.5:
                     log.error("lost the Redis subscription, retrying: %s", exc)
                 subscribed = False
+                self._drop_subscription()
                 time.sleep(retry_sleep)
                 retry_sleep = min(retry_sleep * 2, MAX_RETRY_SLEEP)
+
+    def _drop_subscription(self) -> None:
+        """Close the old subscription's connection: left open, it would stay subscribed where it is."""
+        try:
+            if self.pubsub is not None:
+                self.pubsub.close()
+        except Exception:  # noqa: BLE001 - it is being dropped anyway
+            pass
+
+    def _messages(self):
+        """The subscription's messages; behind Sentinel, ends with an error once its server is no
+        longer the master (then the caller subscribes again, on the master)."""
+        pool = self.redis.connection_pool
+        if not isinstance(pool, SentinelConnectionPool):
+            yield from self.pubsub.listen()
+            return
+        next_check = time.monotonic() + MASTER_CHECK
+        while self.pubsub.subscribed:
+            message = self.pubsub.get_message(timeout=MASTER_CHECK)
+            if message is not None:
+                yield message
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + MASTER_CHECK
+                self._check_on_master(pool)
+
+    def _check_on_master(self, pool: SentinelConnectionPool) -> None:
+        conn = self.pubsub.connection
+        try:
+            master = pool.get_master_address()
+        except redis.ConnectionError:
+            return  # no sentinel answers: keep what we have
+        if conn is not None and (conn.host, conn.port) != tuple(master):
+            raise redis.ConnectionError(f"subscribed on {conn.host}:{conn.port}, but the master is now "
+                                        f"{master[0]}:{master[1]}")
