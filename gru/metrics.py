@@ -39,6 +39,11 @@ HISTORY_RECOVERED = Counter("gru_history_recovered", "messages re-delivered by r
 OFFLINE_QUEUED = Counter("gru_offline_queued", "messages queued for offline users (expire > 0)")
 OFFLINE_DELIVERED = Counter("gru_offline_delivered", "queued messages delivered when their user came back")
 OFFLINE_EXPIRED = Counter("gru_offline_expired", "queued messages dropped because they expired first")
+BACKLOG_OVERFLOWS = Counter("gru_backlog_overflows", "connections closed because more than GRU_MAX_BACKLOG bytes "
+                            "waited for them (a client that does not read, or stopped polling)")
+HTTP_TIMEOUTS = Counter("gru_http_timeouts", "connections closed for sending no complete request head in time, "
+                        "by phase (head: GRU_HEADER_TIMEOUT, idle: GRU_KEEPALIVE_TIMEOUT between requests)",
+                        ["phase"])
 
 FLUSH_SECONDS = 1.0
 
@@ -189,6 +194,16 @@ def offline_expired(count: int) -> None:
     """Queued messages expired before their user came back."""
     if count > 0:
         OFFLINE_EXPIRED.inc(count)
+
+
+def backlog_overflow() -> None:
+    """A connection was closed for the bytes waiting for it."""
+    BACKLOG_OVERFLOWS.inc()
+
+
+def http_timeout(phase: str) -> None:
+    """A connection was closed waiting for a request head (``head``) or for its next request (``idle``)."""
+    HTTP_TIMEOUTS.labels(phase).inc()
 
 
 class CountedDelivery:

@@ -12,7 +12,7 @@ from gru.sockets.legacy.sio4 import LegacySocketIOServer
 def create_socket_server(settings: Settings, client_manager: socketio.Manager | None = None) -> socketio.Server:
     """A gevent-mode socket.io server for Engine.IO 4 and (unless disabled) Engine.IO 3 clients."""
     ws_speedups.install()
-    return LegacySocketIOServer(
+    server = LegacySocketIOServer(
         async_mode="gevent",
         client_manager=client_manager,
         logger=False,
@@ -30,6 +30,8 @@ def create_socket_server(settings: Settings, client_manager: socketio.Manager | 
         legacy_cookie=settings.legacy_cookie or None,
         legacy_utf8_dialect=settings.legacy_utf8_dialect,
     )
+    server.eio.gru_max_backlog = settings.max_backlog  # unsent bytes per connection (gru.sockets.ws_output)
+    return server
 
 
 def _origin_policy(settings: Settings):

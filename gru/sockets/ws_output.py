@@ -7,12 +7,17 @@ connection keeps the greenlet's saved stack in memory.
 
 Here a packet for an open websocket is framed and handed to the kernel at once, from the
 greenlet that sends it, with one non-blocking ``send``. Only when the kernel does not take all of
-it (a slow reader), or while such a backlog exists, do packets go to the connection's queue, and
-a writer greenlet is started for as long as the queue has something in it. Order is kept: a
-packet is written directly only when nothing is queued and no writer is active, and nothing
-switches greenlets between that check and the write. A sender is never blocked by a slow
-recipient. A connection whose socket fails is shut down, which ends its reader and closes the
-session the usual way.
+it (a slow reader), or while such a backlog exists, do frames go to the connection's queue, and
+a writer greenlet is started for as long as the queue has something in it; it waits for the
+socket to become writable and keeps the unsent part of a frame, so a client that falls behind
+for a while gets everything, in order. Order is kept: a packet is written directly only when
+nothing is queued and no writer is active, and nothing switches greenlets between that check and
+the write. A sender is never blocked by a slow recipient.
+
+What waits is bounded: a connection whose unsent bytes would exceed ``GRU_MAX_BACKLOG`` (the
+websocket backlog, or the queue of a polling client that stopped polling) is closed, with a log
+line and ``gru_backlog_overflows``. A connection whose socket fails is shut down, which ends its
+reader and closes the session the usual way.
 
 After the handshake the connection is read by the event loop (:mod:`gru.sockets.ws_reader`);
 where that is not possible (another websocket driver) the handler greenlet keeps reading it.
@@ -23,12 +28,28 @@ from __future__ import annotations
 import logging
 import socket as stdlib_socket
 
+import gevent
 from engineio import exceptions
 from engineio import packet as eio_packet
+from gevent.socket import wait_write
 
+from gru import metrics
 from gru.sockets import ws_reader
 
 log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BACKLOG = 4 * 1024 * 1024  # bytes; the server's ``gru_max_backlog`` (GRU_MAX_BACKLOG) wins
+
+
+def max_backlog(server) -> int:
+    """Unsent bytes a connection of ``server`` may have before it is closed."""
+    return getattr(server, "gru_max_backlog", DEFAULT_MAX_BACKLOG)
+
+
+def packet_size(pkt) -> int:
+    """About how many bytes a queued packet will take on the wire."""
+    data = getattr(pkt, "data", None)
+    return len(data) + 2 if isinstance(data, (str, bytes, bytearray)) else 16
 
 
 def nonblocking_socket(raw: object):
@@ -58,6 +79,9 @@ class DirectWebSocketOutput:
     _gsock = None  # the same connection as a gevent socket (detached mode)
     _conn = None  # the event-loop reader (detached mode)
     _writer = None  # the greenlet writing a backlog, while one exists
+    _backlog = 0  # websocket bytes queued or in the writer, not yet taken by the kernel
+    _poll_backlog = 0  # polling: bytes queued at most (recounted exactly when it looks too many)
+    _overflowed = False  # closed for exceeding the backlog limit: nothing more is queued
 
     # --- the transport ------------------------------------------------------
     def _websocket_handler(self, ws):
@@ -179,26 +203,67 @@ class DirectWebSocketOutput:
 
     # --- output -------------------------------------------------------------
     def send(self, pkt):
+        if self._overflowed:
+            return None
         if not self.ws_open:
-            return super().send(pkt)
+            super().send(pkt)
+            self._count_polling(pkt)
+            return None
         if not self.check_ping_timeout() or self._output_closed():
             return None  # closing: nothing may follow the websocket's close frame
-        if self._writer is not None or self.queue.qsize():
-            self.queue.put(pkt)
-            self._kick()
-            return None
         data = pkt.__dict__.get("ws_frame") or self.frame_ws.frame(pkt)  # a broadcast's frame is shared
-        if data:
+        if not data:
+            return None
+        if self._writer is not None or self.queue.qsize():
+            self._queue_frame(data)
+        else:
             self._write_now(data)
         return None
 
+    def _queue_frame(self, data: bytes) -> None:
+        """Behind a backlog: the frame waits its turn, unless that makes the backlog too large."""
+        self._backlog += len(data)
+        if self._backlog > max_backlog(self.server):
+            self._overflow(self._backlog)
+            return
+        self.queue.put(RawFrame(data))
+        self._kick()
+
+    def _count_polling(self, pkt) -> None:
+        """A packet queued for a poll: close the session if the queue holds too much."""
+        if self.closed:
+            return
+        self._poll_backlog = packet_size(pkt) + (self._poll_backlog if self.queue.qsize() > 1 else 0)
+        limit = max_backlog(self.server)
+        if self._poll_backlog > limit:  # an upper bound: what was polled since is not subtracted
+            self._poll_backlog = sum(packet_size(p) for p in list(self.queue.queue) if p is not None)
+            if self._poll_backlog > limit:
+                self._overflow(self._poll_backlog)
+
+    def _overflow(self, size: int) -> None:
+        """The client does not read what it is sent: close its connection."""
+        self._overflowed = True
+        log.warning("%s: %d bytes wait for a client that does not read them (GRU_MAX_BACKLOG is %d), "
+                    "closing the connection", self.sid, size, max_backlog(self.server))
+        metrics.backlog_overflow()
+        if not self.ws_open:  # closed from its own greenlet: the sender may be walking a room
+            self.server.start_background_task(self._close_polling)
+            return
+        self._take_queued(until_close=False)
+        self._backlog = 0
+        self._shutdown()
+
+    def _close_polling(self) -> None:
+        self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_ERROR)
+        if self.server.sockets.get(self.sid) is self:
+            del self.server.sockets[self.sid]  # its queue goes with it; a later poll is answered 400
+
     def _write_control(self, data: bytes) -> None:
         """A control frame from the reader (pong, close), in order with everything else."""
-        if not self.ws_open:
+        if not self.ws_open or self._overflowed:
             return
         if self._writer is not None or not self.queue.empty():
-            self.queue.put(RawFrame(data))
-            self._kick()
+            self._queue_frame(data)
         else:
             self._write_now(data)
 
@@ -215,6 +280,8 @@ class DirectWebSocketOutput:
         self.closed = True
         self.queue.put(None)  # the writer closes the websocket after what is queued before it
         self._kick()
+        if self._writer is not None:  # a backlog: the client gets a while to read it, no more
+            gevent.get_hub().loop.timer(ws_reader.CLOSE_GRACE_SECONDS).start(self._shutdown)
         if wait:
             self.queue.join()
         return None
@@ -234,7 +301,9 @@ class DirectWebSocketOutput:
             self._broken(exc)
             return
         if sent < len(data):
-            self._writer = self.server.start_background_task(self._write_backlog, data[sent:])
+            rest = data[sent:]
+            self._backlog += len(rest)
+            self._writer = self.server.start_background_task(self._write_backlog, rest)
 
     def _kick(self) -> None:
         """Start a writer if the queue holds packets and none is running."""
@@ -254,7 +323,10 @@ class DirectWebSocketOutput:
                 closing = packets[-1] is None
                 if closing:
                     packets.pop()
-                data = b"".join([p.data if type(p) is RawFrame else frame(p) for p in packets])
+                framed = [frame(p) for p in packets if type(p) is not RawFrame]  # queued before the upgrade
+                self._backlog += sum(map(len, framed))
+                framed.reverse()
+                data = b"".join([p.data if type(p) is RawFrame else framed.pop() for p in packets])
                 if data:
                     self._sendall(data)
                 if closing:
@@ -262,7 +334,9 @@ class DirectWebSocketOutput:
                     return
         except Exception as exc:  # noqa: BLE001 - a dead socket ends this connection only
             self._take_queued(until_close=False)
-            self._broken(exc)
+            self._backlog = 0
+            if not self._overflowed:
+                self._broken(exc)
         finally:
             self._writer = None
 
@@ -279,16 +353,26 @@ class DirectWebSocketOutput:
         return packets
 
     def _sendall(self, data: bytes) -> None:
-        """Write all of ``data``, waiting (this greenlet only) while the peer is slow."""
-        if self._conn is not None:
-            if self._conn.ended:
+        """Write all of ``data``, waiting (this greenlet only) while the peer is slow; what the kernel
+        took leaves the backlog as it goes, what it did not stays for the next try."""
+        if self._conn is None:
+            raw = self.frame_ws.raw
+            if raw.closed or raw.raw_write is None:
                 raise ConnectionError("websocket is closed")
-            self._gsock.sendall(data)
+            raw.raw_write(data)
+            self._backlog -= len(data)
             return
-        raw = self.frame_ws.raw
-        if raw.closed or raw.raw_write is None:
-            raise ConnectionError("websocket is closed")
-        raw.raw_write(data)
+        view, sock, fd = memoryview(data), self._sock, self._conn.fd
+        while view:
+            if self._conn.ended or self._overflowed:
+                raise ConnectionError("websocket is closed")
+            try:
+                sent = sock.send(view)
+            except BlockingIOError:
+                wait_write(fd)
+                continue
+            view = view[sent:]
+            self._backlog -= sent
 
     def _close_websocket(self) -> None:
         """Send the close frame (once)."""
@@ -302,7 +386,11 @@ class DirectWebSocketOutput:
     def _broken(self, exc: BaseException) -> None:
         """The socket cannot be written: shut it down, so the reader ends the session."""
         log.info("%s: websocket write failed (%s), closing", self.sid, exc)
-        if self._conn is not None:
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        """Drop the connection: a waiting writer fails, the reader sees the end and closes the session."""
+        if self._conn is not None and not self._conn.ended:
             self._conn.abort()
             return
         try:
@@ -311,9 +399,12 @@ class DirectWebSocketOutput:
             pass
 
     def _stop_output(self) -> None:
-        """The reader is done: let a running writer finish."""
+        """The reader is done: let a running writer finish, for a while."""
         writer = self._writer
         if writer is not None:
             self.queue.put(None)
-            writer.join()
+            writer.join(ws_reader.CLOSE_GRACE_SECONDS)
+            if not writer.dead:  # the client does not read: stop waiting for it
+                self._shutdown()
+                writer.join()
         self.ws_open = False
