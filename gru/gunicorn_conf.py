@@ -22,7 +22,7 @@ worker_class = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
 worker_connections = _settings.worker_connections
 timeout = 30
 graceful_timeout = max(10, int(_settings.drain_seconds) + 5)  # room for the drain on SIGTERM
-keepalive = 5
+keepalive = max(1, round(_settings.keepalive_timeout))  # applied by gru.lifecycle.timed_handler
 control_socket_disable = True
 loglevel = _settings.log_level.lower()
 accesslog = None
@@ -56,8 +56,10 @@ def on_exit(server):
 
 
 def post_worker_init(worker):
-    """Drain on SIGTERM: stop being handed out, then close connections so clients move elsewhere."""
-    from gru.lifecycle import allow_long_query_strings, install_drain_on_term
+    """Drain on SIGTERM: stop being handed out, then close connections so clients move elsewhere;
+    bounded time for request heads and idle keep-alive connections."""
+    from gru.lifecycle import allow_long_query_strings, install_drain_on_term, install_request_timeouts
 
     install_drain_on_term(worker)
     allow_long_query_strings()
+    install_request_timeouts(worker, _settings.header_timeout, _settings.keepalive_timeout)

@@ -1,10 +1,15 @@
-"""Gunicorn worker glue: on SIGTERM, drain this worker before gunicorn stops it."""
+"""Gunicorn worker glue: drain on SIGTERM, long request lines, time limits for request heads."""
 
 from __future__ import annotations
 
+import logging
 import signal
 
 import gevent
+
+from gru import metrics
+
+log = logging.getLogger(__name__)
 
 
 def install_drain_on_term(worker) -> None:
@@ -44,3 +49,90 @@ def allow_long_query_strings() -> None:
     import gevent.pywsgi
 
     gevent.pywsgi.MAX_REQUEST_LINE = max(gevent.pywsgi.MAX_REQUEST_LINE, MAX_REQUEST_LINE)
+
+
+REQUEST_TIMEOUT_RESPONSE = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+
+def install_request_timeouts(worker, header_timeout: float, keepalive_timeout: float) -> None:
+    """Serve this worker's connections with :func:`timed_handler` around its configured handler."""
+    worker.wsgi_handler = timed_handler(worker.wsgi_handler, header_timeout, keepalive_timeout)
+
+
+def timed_handler(base: type, header_timeout: float, keepalive_timeout: float) -> type:
+    """``base`` (a gevent pywsgi handler) with a deadline for each request head and for idle keep-alive.
+
+    gevent's HTTP server reads request heads without any timeout, so a connection that sends
+    nothing, or a head a byte at a time (slowloris), or that stays idle between requests, holds one
+    of the worker's connection slots forever. Here a connection must deliver a complete request
+    head within ``header_timeout`` of being accepted (or of its previous request's first byte), and
+    start its next request within ``keepalive_timeout`` of the previous answer; otherwise it is
+    closed (an incomplete head gets ``408`` first). The deadline ends once the head is read: bodies,
+    long-polls and websockets (read by the event loop after their upgrade) are not affected.
+    """
+
+    class TimedHandler(base):
+        requests_served = 0
+        head_started = False  # a byte of the current request has arrived
+        head_deadline: gevent.Timeout | None = None
+
+        def handle_one_request(self):
+            if self.requests_served and not self._next_request_starts():
+                return None
+            self.requests_served += 1
+            self.head_started = False
+            self.head_deadline = gevent.Timeout.start_new(header_timeout)
+            try:
+                return super().handle_one_request()
+            except gevent.Timeout as exc:
+                if exc is not self.head_deadline:
+                    raise
+                log.info("closing connection from %s: no complete request head within %gs (GRU_HEADER_TIMEOUT)",
+                         _peer(self), header_timeout)
+                metrics.http_timeout("head")
+                if self.head_started:
+                    self._answer_timeout()
+                return None
+            finally:
+                self.head_deadline.cancel()
+
+        def read_requestline(self):
+            self.head_started = bool(self.rfile.peek(1))  # blocks until the first byte (or the end)
+            return super().read_requestline()
+
+        def read_request(self, raw_requestline):
+            try:
+                return super().read_request(raw_requestline)
+            finally:
+                self.head_deadline.cancel()  # the head is in: the application may take its time
+
+        def _next_request_starts(self) -> bool:
+            """Wait up to ``keepalive_timeout`` for the first byte of another request."""
+            timer = gevent.Timeout.start_new(keepalive_timeout)
+            try:
+                return bool(self.rfile.peek(1))
+            except gevent.Timeout as exc:
+                if exc is not timer:
+                    raise
+                metrics.http_timeout("idle")
+                return False
+            except OSError:
+                return False
+            finally:
+                timer.cancel()
+
+        def _answer_timeout(self) -> None:
+            """408 without waiting on a peer that may not read."""
+            try:
+                self.socket.setblocking(False)
+                self.socket.send(REQUEST_TIMEOUT_RESPONSE)
+            except OSError:
+                pass
+
+    TimedHandler.__name__ = TimedHandler.__qualname__ = f"Timed{base.__name__}"
+    return TimedHandler
+
+
+def _peer(handler) -> str:
+    address = getattr(handler, "client_address", None)
+    return address[0] if isinstance(address, tuple) and address else str(address or "?")

@@ -14,8 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 import websocket
 from conftest import start_gru
+from test_websocket_transport import authed_ws, recv_until
 
 ATTACKER = "127.0.0.2"
 
@@ -158,5 +160,69 @@ def test_a_full_node_still_refuses_with_its_error_code(clients):
         assert status == 200  # the handshake of a refused session succeeds: its Socket.IO connect is told why
         with pytest.raises(Exception, match="full"):
             clients.new("node4", server.url)
+    finally:
+        server.stop()
+
+
+def closed_within(sock: socket.socket, seconds: float) -> bytes | None:
+    """What the server sent before closing ``sock`` within ``seconds``, or None if it stayed open."""
+    sock.settimeout(seconds)
+    got = b""
+    try:
+        while chunk := sock.recv(4096):
+            got += chunk
+    except TimeoutError:
+        return None
+    except ConnectionError:
+        pass
+    return got
+
+
+def test_idle_connections_and_partial_request_heads_are_closed_and_others_are_not(clients, group):
+    server = start_gru({"GRU_HEADER_TIMEOUT": "1", "GRU_KEEPALIVE_TIMEOUT": "1", "GRU_PING_INTERVAL": "2",
+                        "GRU_AUTH_TIMEOUT": "10"})
+    try:
+        warm_up(server, clients)
+        idle_files = worker_open_files(server)
+        member = authed_ws(server, 9001, group)
+
+        silent = [connect_from(server) for _ in range(20)]
+        partial = [connect_from(server) for _ in range(20)]
+        kept_alive = [connect_from(server) for _ in range(20)]
+        for sock in partial:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        for sock in kept_alive:
+            assert http_get(sock, "/healthz")[0] == 200
+        started = time.monotonic()
+        for _ in range(4):  # a header line every 0.4 s: each read is quick, the head never completes
+            time.sleep(0.4)
+            for sock in partial:
+                try:
+                    sock.send(b"X-Slow: 1\r\n")
+                except OSError:
+                    pass  # closed already
+        for sock in silent + kept_alive:
+            assert closed_within(sock, 2) == b""  # nothing was pending: just closed
+        for sock in partial:
+            assert (closed_within(sock, 1) or b"").startswith(b"HTTP/1.1 408 ")
+        assert time.monotonic() - started < 3.5
+
+        # a long-poll waits longer than the header timeout (until the ping); the websocket is untouched
+        poll = requests.Session()
+        url = f"{server.url}/socket.io/?EIO=4&transport=polling"
+        sid = json.loads(poll.get(url, timeout=5).text[1:])["sid"]
+        response = poll.get(f"{url}&sid={sid}", timeout=5)
+        assert (response.status_code, response.text) == (200, "2")
+        assert response.elapsed.total_seconds() > 1.5
+        member.send("42" + json.dumps(["online", group]))
+        assert json.loads(recv_until(member, lambda f: f.startswith('42["online_result"'))[2:])[1] == [9001]
+        member.close()
+        poll.close()
+        for sock in silent + partial + kept_alive:
+            sock.close()
+        metrics = requests.get(f"{server.url}/metrics", timeout=5).text
+        assert 'gru_http_timeouts_total{phase="head"} 40.0' in metrics
+        assert 'gru_http_timeouts_total{phase="idle"} 20.0' in metrics
+        assert wait_open_files(server, idle_files) <= idle_files
     finally:
         server.stop()
