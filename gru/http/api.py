@@ -131,6 +131,8 @@ def _json_body(max_body: int) -> dict:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise GruError(Code.BAD_REQUEST, "body is not valid JSON") from None
+    except RecursionError:
+        raise GruError(Code.BAD_REQUEST, "body is nested too deeply") from None
     if not isinstance(body, dict):
         raise GruError(Code.BAD_REQUEST, "body must be a JSON object")
     return body

@@ -10,6 +10,15 @@
   polling response. Each socket dequeues private copies of binary packets.
 * A websocket frame the engine cannot decode ends that connection cleanly instead of
   raising out of the transport loop and leaving the session behind.
+* Polling (both protocol generations): a POST body is decoded whole before any packet is
+  delivered; a bad or oversize one is answered 400 and closes its session at once. Upstream
+  closed it waiting for a poll to drain its queue, so with no GET waiting the POST hung forever
+  and held its socket. A second GET while one waits closes the session too (the Engine.IO
+  protocol's rule; upstream split the packets between the two requests).
+* Binary attachments from clients are bounded (Gru's events take none): at most
+  ``max_attachments`` per event, their bytes within ``max_http_buffer_size``, placeholders within
+  the announced count and a few levels deep. Anything else is answered with an ``error`` event and
+  closes the connection; upstream kept every attachment announced (up to 10^10) in memory.
 * R7: a client event named ``connect`` or ``disconnect`` would run the server's own
   connection handlers (and ``*`` would reach the catch-all handler with its arguments shifted);
   such events, events without a name and packets that cannot be decoded are answered with an
@@ -47,6 +56,81 @@ SERVER_MAX_DECODE_PACKETS = 10_000
 # connection handlers ("connect", "disconnect") or reach the catch-all handler with its arguments
 # shifted ("*"). They are answered with an error instead.
 RESERVED_EVENTS = frozenset({"connect", "disconnect", "*"})
+# Engine.IO packets a client may POST: close, pong, message, upgrade (what upstream's receive takes).
+CLIENT_POLLING_TYPES = frozenset("1345")
+BINARY_PACKETS = frozenset("56")  # Socket.IO BINARY_EVENT and BINARY_ACK
+MAX_PLACEHOLDER_DEPTH = 32  # python-socketio rebuilds binary events recursively
+
+
+class BadPayloadError(exceptions.EngineIOError):
+    """A polling request the engine refuses: it is answered 400 and its session closes."""
+
+
+def wants_upgrade(environ: dict) -> bool:
+    """The request asks to switch to a websocket (``Connection: upgrade``, ``Upgrade: websocket``)."""
+    connection = [token.strip() for token in environ.get("HTTP_CONNECTION", "").lower().split(",")]
+    return "upgrade" in connection and environ.get("HTTP_UPGRADE", "").lower() == "websocket"
+
+
+def read_body(environ: dict, limit: int) -> bytes:
+    """A POST body of at most ``limit`` bytes; one announced larger is refused without reading it."""
+    length = environ.get("CONTENT_LENGTH") or ""
+    if length and not (length.isascii() and length.isdigit()):
+        raise BadPayloadError("bad Content-Length")
+    if length and int(length) > limit:
+        raise BadPayloadError(f"payload larger than {limit} bytes")
+    body = environ["wsgi.input"].read(int(length) if length else limit + 1)
+    if len(body) > limit:
+        raise BadPayloadError(f"payload larger than {limit} bytes")
+    return body
+
+
+def decode_payload(body: bytes) -> list[eio_packet.Packet]:
+    """The packets of an Engine.IO 4 polling body (``\\x1e``-separated); messages stay text."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadPayloadError("payload is not UTF-8") from None
+    if not text:
+        raise BadPayloadError("empty payload")
+    packets = []
+    for encoded in text.split("\x1e"):
+        if encoded[:1] == "b":
+            try:
+                packets.append(eio_packet.Packet(eio_packet.MESSAGE, data=base64.b64decode(encoded[1:], validate=True)))
+            except (binascii.Error, ValueError):
+                raise BadPayloadError("bad base64 in a binary packet") from None
+        elif encoded[:1] in CLIENT_POLLING_TYPES:
+            packets.append(eio_packet.Packet(int(encoded[0]), data=encoded[1:]))
+        else:
+            raise BadPayloadError(f"packet type {encoded[:1]!r} is not accepted from a client")
+    return packets
+
+
+def drop_session(server: engineio.Server, socket: engineio.socket.Socket) -> None:
+    """Close a session after a protocol error without waiting for a poll to drain its queue."""
+    socket.close(wait=False, reason=server.reason.TRANSPORT_ERROR)
+    if server.sockets.get(socket.sid) is socket:
+        del server.sockets[socket.sid]
+
+
+def placeholder_problem(data: object, count: int) -> str | None:
+    """Why the placeholders of a binary packet's data do not fit ``count`` attachments, or None."""
+    stack = [(data, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_PLACEHOLDER_DEPTH:
+            return f"binary event nested deeper than {MAX_PLACEHOLDER_DEPTH} levels"
+        if isinstance(item, dict):
+            if item.get("_placeholder") and "num" in item:
+                num = item["num"]
+                if type(num) is not int or not 0 <= num < count:
+                    return f"binary attachment placeholder {str(num)[:20]!r} is out of range"
+                continue
+            stack.extend((value, depth + 1) for value in item.values())
+        elif isinstance(item, list):
+            stack.extend((value, depth + 1) for value in item)
+    return None
 
 
 def private_copy(pkt: eio_packet.Packet) -> eio_packet.Packet:
@@ -119,6 +203,38 @@ class BoundedPollSocket(DirectWebSocketOutput, engineio.socket.Socket):
 
     protocol = 4
     frame_ws: GuardedWebSocket | None = None
+    get_waiting = False  # a long-poll GET of this session is waiting for packets
+
+    def handle_get_request(self, environ, start_response):
+        if wants_upgrade(environ):
+            return super().handle_get_request(environ, start_response)
+        self.get_waiting = True
+        try:
+            return super().handle_get_request(environ, start_response)
+        finally:
+            self.get_waiting = False
+
+    def handle_post_request(self, environ) -> None:
+        """Deliver a POST body's packets; a bad body delivers none, closes the session and raises
+        :class:`BadPayloadError`."""
+        try:
+            packets = self.decode_body(read_body(environ, self.max_body))
+        except BadPayloadError as exc:
+            log.info("%s: bad polling body (%s), closing", self.sid, exc)
+            self.close(wait=False, reason=self.server.reason.TRANSPORT_ERROR)
+            raise
+        for pkt in packets:
+            self.receive(pkt)
+            if pkt.packet_type == eio_packet.CLOSE or self.closed:
+                break
+
+    @property
+    def max_body(self) -> int:
+        return self.server.max_http_buffer_size
+
+    def decode_body(self, body: bytes) -> list[eio_packet.Packet]:
+        """The packets of a POST body in this protocol's framing."""
+        return decode_payload(body)
 
     def poll(self) -> list:
         queue_empty = self.server.get_queue_empty_exception()
@@ -178,12 +294,13 @@ def ping_timer(server: engineio.Server) -> FixedDelayTimer:
 class GruSocketServer(HoldingServerMixin, socketio.Server):
     """python-socketio's server with the fixes above."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, max_attachments: int = 10, **kwargs) -> None:
         engineio.payload.Payload.max_decode_packets = max(engineio.payload.Payload.max_decode_packets,
                                                           SERVER_MAX_DECODE_PACKETS)
         super().__init__(*args, **kwargs)
         GruPacket.json = self.packet_class.json
         self.packet_class = GruPacket
+        self.max_attachments = max_attachments  # binary attachments per client event; 0: no client binary
 
     def reply(self, sid: str, event: str, data: object) -> None:
         """Send one event to one connection of this process: no room lookup, no message queue."""
@@ -222,14 +339,53 @@ class GruSocketServer(HoldingServerMixin, socketio.Server):
         return result
 
     def _handle_eio_message(self, eio_sid: str, data):
-        if type(data) is str and data[:2] == "2[" and eio_sid not in self._binary_packet \
-                and self._plain_event(eio_sid, data):
+        if eio_sid in self._binary_packet:
+            refusal = self._attachment_refusal(self._binary_packet[eio_sid], data)
+            if refusal is not None:
+                return self._refuse_and_close(eio_sid, self._binary_packet[eio_sid].namespace, refusal)
+        elif type(data) is str and data[:1] in BINARY_PACKETS:
+            refusal = self._binary_refusal(eio_sid, data)
+            if refusal is not None:
+                return self._refuse_and_close(eio_sid, None, refusal)
+        elif type(data) is str and data[:2] == "2[" and self._plain_event(eio_sid, data):
             return None
         try:
             return super()._handle_eio_message(eio_sid, data)
-        except ValueError as exc:  # a packet python-socketio cannot decode (bad JSON, huge numbers...)
-            log.info("undecodable packet from %s: %s", eio_sid, exc)
+        except (ValueError, RecursionError) as exc:  # a packet python-socketio cannot decode (bad JSON...)
+            log.info("undecodable packet from %s: %s", eio_sid, type(exc).__name__)
             self._refuse_event(eio_sid, "/", Code.BAD_JSON, "packet could not be decoded")
+
+    def _binary_refusal(self, eio_sid: str, text: str) -> str | None:
+        """Why a binary event or ack announcing attachments is refused, or None."""
+        if not self.max_attachments:
+            return "binary attachments are not accepted"
+        try:
+            pkt = self.packet_class(encoded_packet=text)
+        except (ValueError, RecursionError):
+            return f"binary packet could not be decoded (at most {self.max_attachments} attachments)"
+        if not 1 <= pkt.attachment_count <= self.max_attachments:
+            return f"a binary packet takes 1 to {self.max_attachments} attachments"
+        if self.manager.sid_from_eio_sid(eio_sid, pkt.namespace or "/") is None:
+            return "binary packet for a namespace that is not connected"
+        return placeholder_problem(pkt.data, pkt.attachment_count)
+
+    def _attachment_refusal(self, pkt: socketio.packet.Packet, data: object) -> str | None:
+        """Why an attachment is refused (not binary, or over the payload limit in all), or None."""
+        if not isinstance(data, (bytes, bytearray)):
+            return "a binary attachment was expected"
+        pkt.attachment_bytes = getattr(pkt, "attachment_bytes", 0) + len(data)
+        if pkt.attachment_bytes > self.eio.max_http_buffer_size:
+            return f"binary attachments larger than {self.eio.max_http_buffer_size} bytes"
+        return None
+
+    def _refuse_and_close(self, eio_sid: str, namespace: str | None, message: str) -> None:
+        """Answer with an ``error`` event, then close the session: what follows is not worth reading."""
+        log.info("%s: %s, closing", eio_sid, message)
+        self._binary_packet.pop(eio_sid, None)
+        self._refuse_event(eio_sid, namespace, Code.BAD_FIELD, message)
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is not None:
+            drop_session(self.eio, socket)
 
     def _plain_event(self, eio_sid: str, text: str) -> bool:
         """The common packet, an event without ack on ``/`` with a registered handler, straight to
@@ -237,7 +393,7 @@ class GruSocketServer(HoldingServerMixin, socketio.Server):
         leaves the packet to the general path (errors, acks, namespaces, unknown events)."""
         try:
             data = self.packet_class.json.loads(text[1:])
-        except ValueError:
+        except (ValueError, RecursionError):
             return False
         if type(data) is not list or not data or type(data[0]) is not str or data[0] in RESERVED_EVENTS:
             return False

@@ -5,7 +5,8 @@ times faster than the standard library. Its output is UTF-8, but Engine.IO 3 cli
 ASCII text (docs/legacy.md, decision 6) and the shared broadcast encoding reaches them too, so
 non-ASCII characters are escaped as ``\\uXXXX`` the way ``json.dumps`` does by default. Whatever
 orjson refuses (keys that are not strings, integers beyond 64 bits, NaN) falls back to the
-standard library, so the accepted inputs and outputs stay what they were.
+standard library, so the accepted inputs and outputs stay what they were. Text nested too deeply
+for either is a ``ValueError`` like any other bad JSON, never a ``RecursionError``.
 """
 
 from __future__ import annotations
@@ -59,4 +60,7 @@ def loads(text: str | bytes, **kwargs: object) -> object:
             return orjson.loads(text)
         except orjson.JSONDecodeError:
             pass
-    return json.loads(text, parse_int=_bounded_int)
+    try:
+        return json.loads(text, parse_int=_bounded_int)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None

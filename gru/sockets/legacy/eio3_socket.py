@@ -14,7 +14,7 @@ from engineio import exceptions
 from engineio import packet as eio_packet
 
 from gru.sockets import frames
-from gru.sockets.engine import BoundedPollSocket, GuardedWebSocket
+from gru.sockets.engine import BadPayloadError, BoundedPollSocket, GuardedWebSocket, wants_upgrade
 from gru.sockets.legacy import eio3_codec as codec
 
 log = logging.getLogger(__name__)
@@ -23,10 +23,6 @@ log = logging.getLogger(__name__)
 def wants_b64(environ: dict) -> bool:
     """The client asked for base64 binary (``b64=1``): it cannot receive binary frames."""
     return parse_qs(environ.get("QUERY_STRING", "")).get("b64", [""])[0] in ("1", "true")
-
-
-class BadPayloadError(exceptions.EngineIOError):
-    """A POST body the v3 codec refuses: the request gets 400 and the session closes."""
 
 
 class Eio3WebSocket(GuardedWebSocket):
@@ -80,7 +76,6 @@ class Eio3Socket(BoundedPollSocket):
         self.jsonp = jsonp
         self.ws_b64 = False
         self.utf8_dialect = server.legacy_utf8_dialect  # auto, v1 or v2
-        self.get_waiting = False
 
     # --- heartbeat: client-driven ----------------------------------------
     def schedule_ping(self) -> None:
@@ -115,31 +110,19 @@ class Eio3Socket(BoundedPollSocket):
 
     # --- polling ---------------------------------------------------------
     def handle_get_request(self, environ, start_response):
-        if "upgrade" in environ.get("HTTP_CONNECTION", "").lower():
+        if wants_upgrade(environ):
             self.ws_b64 = wants_b64(environ)
-            return super().handle_get_request(environ, start_response)
-        self.get_waiting = True
-        try:
-            return super().handle_get_request(environ, start_response)
-        finally:
-            self.get_waiting = False
+        return super().handle_get_request(environ, start_response)
 
-    def handle_post_request(self, environ) -> None:
-        length = environ.get("CONTENT_LENGTH") or "0"
-        if not length.isdigit():
-            raise BadPayloadError("bad Content-Length")
-        if int(length) > self.server.legacy_max_body:
-            raise exceptions.ContentTooLongError()
-        body = environ["wsgi.input"].read(int(length))
+    @property
+    def max_body(self) -> int:
+        return self.server.legacy_max_body
+
+    def decode_body(self, body: bytes) -> list[eio_packet.Packet]:
         try:
-            packets = codec.decode_payload(body, self._fix_text)
+            return codec.decode_payload(body, self._fix_text)
         except codec.PayloadError as exc:
-            log.info("%s: bad EIO3 payload: %s", self.sid, exc)
             raise BadPayloadError(str(exc)) from None
-        for pkt in packets:
-            self.receive(pkt)
-            if pkt.packet_type == eio_packet.CLOSE or self.closed:
-                break
 
     def _fix_text(self, text: str) -> str:
         """Undo socket.io 1.x's second UTF-8 encoding; learn the client's dialect."""

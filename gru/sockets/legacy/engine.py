@@ -1,9 +1,14 @@
 """``LegacyEngineIOServer``: one python-engineio server for Engine.IO 3 and 4 clients.
 
-``handle_request`` only dispatches: a request with a ``sid`` follows the protocol stored on
-its session, a new session follows ``EIO`` (``4`` → upstream, unchanged; ``3`` → the handler
-below; anything else → upstream's 400). Both kinds of session live in ``self.sockets``, so
-rooms, emits, the Redis manager and ``disconnect()`` reach them alike.
+``handle_request`` dispatches: a request with a ``sid`` follows the protocol stored on
+its session, a new session follows ``EIO`` (``4`` → upstream; ``3`` → the handler below;
+anything else → upstream's 400). Both kinds of session live in ``self.sockets``, so rooms,
+emits, the Redis manager and ``disconnect()`` reach them alike.
+
+On Engine.IO 4 sessions Gru answers the polling requests where upstream fails
+(:mod:`gru.sockets.engine`): POSTs (a bad body is 400 at once and closes the session) and a GET
+while another waits (400, session closed). JSONP is refused on Engine.IO 4: no client of that
+protocol uses it, and upstream escaped only quotes, so a message could run as script.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import engineio.payload
 from engineio import exceptions
 from engineio import packet as eio_packet
 
-from gru.sockets.engine import SERVER_MAX_DECODE_PACKETS, BoundedPollSocket
+from gru.sockets.engine import SERVER_MAX_DECODE_PACKETS, BoundedPollSocket, drop_session, wants_upgrade
 from gru.sockets.legacy import eio3_codec as codec
 from gru.sockets.legacy import version_mismatches
 from gru.sockets.legacy.eio3_socket import Eio3Socket, wants_b64
@@ -59,16 +64,38 @@ class LegacyEngineIOServer(engineio.Server):
     def handle_request(self, environ, start_response):
         query = parse_qs(environ.get("QUERY_STRING", ""))
         sid, version = _query_value(query, "sid"), _query_value(query, "EIO")
-        if sid is not None:
-            socket = self.sockets.get(sid)
-            protocol = getattr(socket, "protocol", 4)
-            if socket is not None and protocol == 3:
-                return self._handle_request_eio3(environ, start_response, query)
-            if socket is not None and version not in (None, "4"):
-                return self._respond(self._bad_request("EIO does not match the session"), environ, start_response)
-        elif version == "3" and self.legacy_eio3:
+        socket = self.sockets.get(sid) if sid is not None else None
+        if socket is not None and getattr(socket, "protocol", 4) == 3:
             return self._handle_request_eio3(environ, start_response, query)
+        if sid is None and version == "3" and self.legacy_eio3:
+            return self._handle_request_eio3(environ, start_response, query)
+        if socket is not None and version not in (None, "4"):
+            return self._respond(self._bad_request("EIO does not match the session"), environ, start_response)
+        if "j" in query and version != "3":  # no EIO4 client uses JSONP; upstream escaped quotes only
+            return self._respond(self._bad_request("JSONP is not supported with EIO=4: use XHR polling or a "
+                                                   "websocket"), environ, start_response)
+        if isinstance(socket, BoundedPollSocket) and not socket.closed:
+            r = self._session_request_eio4(socket, environ, query)
+            if r is not None:
+                return self._respond(r, environ, start_response)
         return super().handle_request(environ, start_response)
+
+    # --- Engine.IO 4 -------------------------------------------------------
+    def _session_request_eio4(self, socket: BoundedPollSocket, environ, query: dict) -> dict | None:
+        """Gru's answer to a polling request of an EIO4 session (POSTs, overlapping GETs), or None
+        for upstream's."""
+        method = environ["REQUEST_METHOD"]
+        polling = _query_value(query, "transport") in (None, "polling") and not wants_upgrade(environ)
+        if method not in ("GET", "POST") or not polling or not socket.connected or socket.upgraded \
+                or self._origin_refusal(environ) is not None:
+            return None
+        if method == "POST":
+            return self._post(socket, environ, self._ok())
+        if socket.get_waiting:
+            log.info("%s: overlapping polls, closing the session", socket.sid)
+            self._drop(socket)
+            return self._bad_request("Overlapping polls")
+        return None
 
     # --- Engine.IO 3 -------------------------------------------------------
     def _handle_request_eio3(self, environ, start_response, query: dict):
@@ -91,16 +118,22 @@ class LegacyEngineIOServer(engineio.Server):
 
     def _eio3_refusal(self, environ: dict, query: dict) -> str | None:
         """Why a request is refused before any session logic, or None."""
+        refusal = self._origin_refusal(environ)
+        if refusal is not None:
+            return refusal
+        if _query_value(query, "transport") not in self.transports:
+            return "Transport unknown"
+        jsonp = _query_value(query, "j")
+        if jsonp is not None and not (jsonp.isascii() and jsonp.isdigit() and len(jsonp) <= 6):
+            return "Invalid JSONP index number: ASCII digits only"
+        return None
+
+    def _origin_refusal(self, environ: dict) -> str | None:
         origin = environ.get("HTTP_ORIGIN")
         if self.cors_allowed_origins != [] and origin:
             allowed = self._cors_allowed_origins(environ)
             if allowed is not None and origin not in allowed:
                 return "Not an accepted origin."
-        if _query_value(query, "transport") not in self.transports:
-            return "Transport unknown"
-        jsonp = _query_value(query, "j")
-        if jsonp is not None and not (jsonp.isdigit() and len(jsonp) <= 6):
-            return "Invalid JSONP index number"
         return None
 
     def _live_socket(self, sid: str) -> Eio3Socket | None:
@@ -123,7 +156,7 @@ class LegacyEngineIOServer(engineio.Server):
         if method == "GET":
             return self._get_eio3(socket, environ, start_response, transport, jsonp_index)
         if method == "POST":
-            return self._post_eio3(socket, environ)
+            return self._post(socket, environ, self._post_ok())
         return self._bad_request("Bad request method")
 
     def _get_eio3(self, socket: Eio3Socket, environ, start_response, transport, jsonp_index):
@@ -145,22 +178,21 @@ class LegacyEngineIOServer(engineio.Server):
             return []  # the websocket is over: nothing more to answer
         return self._ok_eio3(socket, packets, jsonp_index=jsonp_index)
 
-    def _post_eio3(self, socket: Eio3Socket, environ):
+    def _post(self, socket: BoundedPollSocket, environ, ok: dict) -> dict:
+        """A polling POST of either protocol: ``ok``, or 400 with the reason and the session closed."""
         try:
             socket.handle_post_request(environ)
-        except exceptions.EngineIOError:
+        except exceptions.EngineIOError as exc:
             self._drop(socket)
-            return self._bad_request()
+            return self._bad_request(str(exc) or None)
         except Exception:  # noqa: BLE001 - one bad request must not take the worker down
-            log.exception("%s: EIO3 POST failed", socket.sid)
+            log.exception("%s: polling POST failed", socket.sid)
             self._drop(socket)
             return self._bad_request()
-        return self._post_ok()
+        return ok
 
-    def _drop(self, socket: Eio3Socket) -> None:
-        """Close a session after a protocol error without waiting for a poll to drain it."""
-        socket.close(wait=False, reason=self.reason.TRANSPORT_ERROR)
-        self.sockets.pop(socket.sid, None)
+    def _drop(self, socket: BoundedPollSocket) -> None:
+        drop_session(self, socket)
 
     def _handle_connect_eio3(self, environ, start_response, transport, jsonp_index):
         """Open an EIO3 session: OPEN (and the implicit ``40``) in the first response."""
