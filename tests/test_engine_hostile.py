@@ -455,6 +455,13 @@ def test_deeply_nested_events_get_their_error_code(classroom, protocol, transpor
     classroom.check()
 
 
+def test_a_deeply_nested_engine_io_message_is_answered(classroom):
+    """Not a Socket.IO packet: the engine reads it as JSON first (upstream), then Socket.IO refuses it."""
+    got = answers(classroom.server, 4, "websocket", "4" + nested(100_000))
+    assert json.loads(got[0][2:])[1]["errorCode"] == -1
+    classroom.check()
+
+
 def test_a_deeply_nested_push_is_400(classroom):
     body = '{"groupId":"x","content":' + nested(50_000) + "}"
     response = requests.post(f"{classroom.server.url}/api/push", data=body, timeout=5,
