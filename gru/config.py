@@ -80,6 +80,7 @@ class Settings(BaseModel):
     # connections that hold resources (see docs/security.md)
     header_timeout: float = Field(10.0, gt=0, le=600)  # time to send a complete request head
     keepalive_timeout: float = Field(5.0, gt=0, le=600)  # idle time allowed between requests on a connection
+    body_timeout: float = Field(30.0, gt=0, le=600)  # time to send a request body once its head is in
     max_backlog: int = Field(4 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024)  # unsent bytes per connection
 
     redis_url: str | None = None

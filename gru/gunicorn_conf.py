@@ -57,9 +57,9 @@ def on_exit(server):
 
 def post_worker_init(worker):
     """Drain on SIGTERM: stop being handed out, then close connections so clients move elsewhere;
-    bounded time for request heads and idle keep-alive connections."""
+    bounded time for request heads, request bodies and idle keep-alive connections."""
     from gru.lifecycle import allow_long_query_strings, install_drain_on_term, install_request_timeouts
 
     install_drain_on_term(worker)
     allow_long_query_strings()
-    install_request_timeouts(worker, _settings.header_timeout, _settings.keepalive_timeout)
+    install_request_timeouts(worker, _settings.header_timeout, _settings.keepalive_timeout, _settings.body_timeout)

@@ -1,9 +1,10 @@
-"""Gunicorn worker glue: drain on SIGTERM, long request lines, time limits for request heads."""
+"""Gunicorn worker glue: drain on SIGTERM, long request lines, time limits for request heads and bodies."""
 
 from __future__ import annotations
 
 import logging
 import signal
+import time
 
 import gevent
 
@@ -54,12 +55,43 @@ def allow_long_query_strings() -> None:
 REQUEST_TIMEOUT_RESPONSE = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 
 
-def install_request_timeouts(worker, header_timeout: float, keepalive_timeout: float) -> None:
+def install_request_timeouts(worker, header_timeout: float, keepalive_timeout: float, body_timeout: float) -> None:
     """Serve this worker's connections with :func:`timed_handler` around its configured handler."""
-    worker.wsgi_handler = timed_handler(worker.wsgi_handler, header_timeout, keepalive_timeout)
+    worker.wsgi_handler = timed_handler(worker.wsgi_handler, header_timeout, keepalive_timeout, body_timeout)
 
 
-def timed_handler(base: type, header_timeout: float, keepalive_timeout: float) -> type:
+class BodyTimeout(BaseException):
+    """A request body did not arrive in time. A BaseException, so that it passes the application's
+    ``except Exception`` (Flask, python-engineio) up to the handler, which closes the connection."""
+
+
+class DeadlineReader:
+    """A request's input stream whose reads, together, must end by a deadline."""
+
+    __slots__ = ("_rfile", "_deadline")
+
+    def __init__(self, rfile, seconds: float) -> None:
+        self._rfile = rfile
+        self._deadline = time.monotonic() + seconds
+
+    def _call(self, read, *args):
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise BodyTimeout
+        timer = gevent.Timeout.start_new(left, BodyTimeout)
+        try:
+            return read(*args)
+        finally:
+            timer.cancel()
+
+    def read(self, *args):
+        return self._call(self._rfile.read, *args)
+
+    def readline(self, *args):
+        return self._call(self._rfile.readline, *args)
+
+
+def timed_handler(base: type, header_timeout: float, keepalive_timeout: float, body_timeout: float = 30.0) -> type:
     """``base`` (a gevent pywsgi handler) with a deadline for each request head and for idle keep-alive.
 
     gevent's HTTP server reads request heads without any timeout, so a connection that sends
@@ -67,8 +99,10 @@ def timed_handler(base: type, header_timeout: float, keepalive_timeout: float) -
     of the worker's connection slots forever. Here a connection must deliver a complete request
     head within ``header_timeout`` of being accepted (or of its previous request's first byte), and
     start its next request within ``keepalive_timeout`` of the previous answer; otherwise it is
-    closed (an incomplete head gets ``408`` first). The deadline ends once the head is read: bodies,
-    long-polls and websockets (read by the event loop after their upgrade) are not affected.
+    closed (an incomplete head gets ``408`` first). The deadline ends once the head is read. A
+    request body (a polling POST, a push) must then arrive within ``body_timeout`` of reading it
+    (``408`` and the connection closed otherwise). Long-polls and websockets (read by the event
+    loop after their upgrade) have no body and are not affected.
     """
 
     class TimedHandler(base):
@@ -105,6 +139,23 @@ def timed_handler(base: type, header_timeout: float, keepalive_timeout: float) -
                 return super().read_request(raw_requestline)
             finally:
                 self.head_deadline.cancel()  # the head is in: the application may take its time
+
+        def get_environ(self):
+            env = super().get_environ()
+            if env.get("wsgi.input") is self.wsgi_input and (self.content_length or self.wsgi_input.chunked_input):
+                self.wsgi_input.rfile = DeadlineReader(self.rfile, body_timeout)
+            return env
+
+        def handle_error(self, t, v, tb):
+            if not isinstance(v, BodyTimeout):
+                return super().handle_error(t, v, tb)
+            log.info("closing connection from %s: request body not complete within %gs (GRU_BODY_TIMEOUT)",
+                     _peer(self), body_timeout)
+            metrics.http_timeout("body")
+            self.close_connection = True
+            if not self.response_length and not self.headers_sent:
+                self._answer_timeout()
+            return None
 
         def _next_request_starts(self) -> bool:
             """Wait up to ``keepalive_timeout`` for the first byte of another request."""

@@ -41,8 +41,9 @@ OFFLINE_DELIVERED = Counter("gru_offline_delivered", "queued messages delivered 
 OFFLINE_EXPIRED = Counter("gru_offline_expired", "queued messages dropped because they expired first")
 BACKLOG_OVERFLOWS = Counter("gru_backlog_overflows", "connections closed because more than GRU_MAX_BACKLOG bytes "
                             "waited for them (a client that does not read, or stopped polling)")
-HTTP_TIMEOUTS = Counter("gru_http_timeouts", "connections closed for sending no complete request head in time, "
-                        "by phase (head: GRU_HEADER_TIMEOUT, idle: GRU_KEEPALIVE_TIMEOUT between requests)",
+HTTP_TIMEOUTS = Counter("gru_http_timeouts", "connections closed for sending no complete request in time, by "
+                        "phase (head: GRU_HEADER_TIMEOUT, body: GRU_BODY_TIMEOUT, idle: GRU_KEEPALIVE_TIMEOUT "
+                        "between requests)",
                         ["phase"])
 
 FLUSH_SECONDS = 1.0
@@ -202,7 +203,8 @@ def backlog_overflow() -> None:
 
 
 def http_timeout(phase: str) -> None:
-    """A connection was closed waiting for a request head (``head``) or for its next request (``idle``)."""
+    """A connection was closed waiting for a request head (``head``), a request body (``body``) or its next
+    request (``idle``)."""
     HTTP_TIMEOUTS.labels(phase).inc()
 
 

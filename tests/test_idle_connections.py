@@ -179,8 +179,8 @@ def closed_within(sock: socket.socket, seconds: float) -> bytes | None:
 
 
 def test_idle_connections_and_partial_request_heads_are_closed_and_others_are_not(clients, group):
-    server = start_gru({"GRU_HEADER_TIMEOUT": "1", "GRU_KEEPALIVE_TIMEOUT": "1", "GRU_PING_INTERVAL": "2",
-                        "GRU_AUTH_TIMEOUT": "10"})
+    server = start_gru({"GRU_HEADER_TIMEOUT": "1", "GRU_KEEPALIVE_TIMEOUT": "1", "GRU_BODY_TIMEOUT": "1",
+                        "GRU_PING_INTERVAL": "2", "GRU_AUTH_TIMEOUT": "10"})
     try:
         warm_up(server, clients)
         idle_files = worker_open_files(server)
@@ -189,8 +189,13 @@ def test_idle_connections_and_partial_request_heads_are_closed_and_others_are_no
         silent = [connect_from(server) for _ in range(20)]
         partial = [connect_from(server) for _ in range(20)]
         kept_alive = [connect_from(server) for _ in range(20)]
+        slow_body = [connect_from(server) for _ in range(10)]
         for sock in partial:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        for sock in slow_body:  # a complete head, then a polling body that never completes
+            sid = json.loads(polling_handshake(server, 4)[1][1:])["sid"]
+            sock.sendall(f"POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         "Content-Type: text/plain\r\nContent-Length: 1000\r\n\r\n40".encode())
         for sock in kept_alive:
             assert http_get(sock, "/healthz")[0] == 200
         started = time.monotonic()
@@ -201,9 +206,14 @@ def test_idle_connections_and_partial_request_heads_are_closed_and_others_are_no
                     sock.send(b"X-Slow: 1\r\n")
                 except OSError:
                     pass  # closed already
+            for sock in slow_body:
+                try:
+                    sock.send(b"4")
+                except OSError:
+                    pass
         for sock in silent + kept_alive:
             assert closed_within(sock, 2) == b""  # nothing was pending: just closed
-        for sock in partial:
+        for sock in partial + slow_body:
             assert (closed_within(sock, 1) or b"").startswith(b"HTTP/1.1 408 ")
         assert time.monotonic() - started < 3.5
 
@@ -218,11 +228,13 @@ def test_idle_connections_and_partial_request_heads_are_closed_and_others_are_no
         assert json.loads(recv_until(member, lambda f: f.startswith('42["online_result"'))[2:])[1] == [9001]
         member.close()
         poll.close()
-        for sock in silent + partial + kept_alive:
+        for sock in silent + partial + kept_alive + slow_body:
             sock.close()
         metrics = requests.get(f"{server.url}/metrics", timeout=5).text
         assert 'gru_http_timeouts_total{phase="head"} 40.0' in metrics
         assert 'gru_http_timeouts_total{phase="idle"} 20.0' in metrics
+        assert 'gru_http_timeouts_total{phase="body"} 10.0' in metrics
+        assert "Traceback" not in server.log_tail(400)
         assert wait_open_files(server, idle_files) <= idle_files
     finally:
         server.stop()
