@@ -109,7 +109,8 @@ def test_closed_connections_leave_the_gauges(two_workers, clients, group):
     before = scrape(two_workers)
     client, _ = connect(clients, two_workers, "leaver", group)
     start = value(before, "gru_connections", state="open")
-    assert settle(two_workers, lambda s: value(s, "gru_connections", state="open") == start + 1)
+    samples = settle(two_workers, lambda s: value(s, "gru_connections", state="open") == start + 1)
+    assert value(samples, "gru_connections", state="open") == start + 1
     client.close()
     samples = settle(two_workers, lambda s: value(s, "gru_connections", state="open") == start)
     assert value(samples, "gru_connections", state="open") == start
