@@ -32,7 +32,9 @@ PRODUCTION = {"GRU_ENV": "production", "GRU_TOKEN1_VERIFIER": "hmac", "GRU_TOKEN
               "GRU_CORS_ORIGINS": "https://school.example", "GRU_AUTH_TIMEOUT": "30",
               "GRU_MAX_PAYLOAD": str(MAX_PAYLOAD), "GRU_API_KEYS": f"lms:{API_KEY}", "GRU_SECRET": SECRET}
 HEADER_MANY = '45999999999-["msg",{"_placeholder":true,"num":0}]'
-HEADER_ONE = '451-["msg",{"_placeholder":true,"num":0}]'
+HEADER_ELEVEN = '4511-["msg"' + ',{"_placeholder":true,"num":0}' * 11 + "]"
+HEADER_OUT_OF_RANGE = '451-["msg",{"_placeholder":true,"num":3}]'
+HEADER_ACK = '461-0[{"_placeholder":true,"num":9}]'
 BLOB = b"\x01\x02\x03\x04"
 MB = 1024 * 1024
 
@@ -337,11 +339,28 @@ def binary_refused_and_closed(server: Watched, protocol: int, transport: str, he
     assert packets[-1] == "1" and next_poll.status_code == 400
 
 
-@pytest.mark.parametrize("header", [HEADER_MANY, HEADER_ONE])
+@pytest.mark.parametrize("header", [HEADER_MANY, HEADER_ELEVEN, HEADER_OUT_OF_RANGE, HEADER_ACK])
 @pytest.mark.parametrize(("protocol", "transport"), [(4, "websocket"), (4, "polling"), (3, "websocket"),
                                                      (3, "polling")])
-def test_gru_refuses_binary_from_clients_and_closes_that_connection(classroom, protocol, transport, header):
+def test_attachments_beyond_the_bounds_are_refused_and_close_that_connection(classroom, protocol, transport, header):
     binary_refused_and_closed(classroom.server, protocol, transport, header, BLOB)
+    classroom.check()
+
+
+def test_binary_data_without_a_binary_event_is_answered(classroom):
+    got = answers(classroom.server, 4, "websocket", b"2[\"msg\"]")  # bytes that read like a packet
+    error = json.loads(got[0][2:])[1]
+    assert error["errorCode"] == -3 and "binary" in error["msg"]
+    classroom.check()
+
+
+def test_a_binary_event_within_the_bounds_is_answered_by_its_handler(classroom):
+    ws = raw_eio4.WebSocket(classroom.server.url)
+    ws.send('451-["msg",{"_placeholder":true,"num":0}]')
+    ws.send(BLOB)
+    answer = json.loads(ws.receive(1)[0][2:])
+    assert answer[0] == "msg_result" and answer[1]["errorCode"] == -8  # not authenticated
+    ws.close()
     classroom.check()
 
 
@@ -409,7 +428,7 @@ def nested(depth: int) -> str:
     return "[" * depth + "]" * depth
 
 
-def answers(server: Watched, protocol: int, transport: str, packet: str) -> list[str]:
+def answers(server: Watched, protocol: int, transport: str, packet: str | bytes) -> list[str]:
     """Send one Socket.IO packet on a fresh connection; the packets of the answer that follow."""
     if protocol == 4 and transport == "websocket":
         ws = raw_eio4.WebSocket(server.url)

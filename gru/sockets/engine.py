@@ -15,10 +15,11 @@
   closed it waiting for a poll to drain its queue, so with no GET waiting the POST hung forever
   and held its socket. A second GET while one waits closes the session too (the Engine.IO
   protocol's rule; upstream split the packets between the two requests).
-* Binary attachments from clients are bounded (Gru's events take none): at most
-  ``max_attachments`` per event, their bytes within ``max_http_buffer_size``, placeholders within
-  the announced count and a few levels deep. Anything else is answered with an ``error`` event and
-  closes the connection; upstream kept every attachment announced (up to 10^10) in memory.
+* Binary attachments from clients are bounded: at most ``max_attachments`` (10) per event, their
+  bytes within ``max_http_buffer_size`` in all, placeholders within the announced count and a few
+  levels deep. Anything else is answered with an ``error`` event and closes the connection;
+  upstream kept every attachment announced (up to 10^10) in memory, and raised on a placeholder
+  out of range or binary data sent without a binary packet.
 * R7: a client event named ``connect`` or ``disconnect`` would run the server's own
   connection handlers (and ``*`` would reach the catch-all handler with its arguments shifted);
   such events, events without a name and packets that cannot be decoded are answered with an
@@ -300,7 +301,7 @@ class GruSocketServer(HoldingServerMixin, socketio.Server):
         super().__init__(*args, **kwargs)
         GruPacket.json = self.packet_class.json
         self.packet_class = GruPacket
-        self.max_attachments = max_attachments  # binary attachments per client event; 0: no client binary
+        self.max_attachments = max_attachments  # binary attachments per client event or ack
 
     def reply(self, sid: str, event: str, data: object) -> None:
         """Send one event to one connection of this process: no room lookup, no message queue."""
@@ -349,6 +350,9 @@ class GruSocketServer(HoldingServerMixin, socketio.Server):
                 return self._refuse_and_close(eio_sid, None, refusal)
         elif type(data) is str and data[:2] == "2[" and self._plain_event(eio_sid, data):
             return None
+        elif type(data) is not str:  # upstream reads bytes as a packet: a TypeError, or worse
+            log.info("binary data without a binary packet from %s", eio_sid)
+            return self._refuse_event(eio_sid, "/", Code.BAD_FIELD, "binary data without a binary event")
         try:
             return super()._handle_eio_message(eio_sid, data)
         except (ValueError, RecursionError) as exc:  # a packet python-socketio cannot decode (bad JSON...)
@@ -357,8 +361,6 @@ class GruSocketServer(HoldingServerMixin, socketio.Server):
 
     def _binary_refusal(self, eio_sid: str, text: str) -> str | None:
         """Why a binary event or ack announcing attachments is refused, or None."""
-        if not self.max_attachments:
-            return "binary attachments are not accepted"
         try:
             pkt = self.packet_class(encoded_packet=text)
         except (ValueError, RecursionError):

@@ -23,7 +23,6 @@ def create_socket_server(settings: Settings, client_manager: socketio.Manager | 
         ping_interval=settings.ping_interval,
         ping_timeout=settings.ping_timeout,
         max_http_buffer_size=settings.max_payload,
-        max_attachments=0,  # no event of Gru's takes binary from a client: refused, the connection closed
         cookie=None,
         transports=["polling", "websocket"],
         legacy_eio3=settings.legacy_eio3,
