@@ -106,7 +106,8 @@ def _socket_side(settings: Settings, backend: Backend, tokens: TokenService, ins
                              settings.rate_limit, settings.rate_burst)
     handlers.register()
     heartbeat = NodeHeartbeat(backend, instance_id, settings.node_name, settings.public_addr,
-                              lambda: len(sio.eio.sockets), settings.heartbeat_interval)
+                              lambda: len(sio.eio.sockets), settings.heartbeat_interval,
+                              capacity=settings.max_connections, weight=settings.node_weight)
     heartbeat.beat()  # be on the node list before the first ticket is asked for
     sio.start_background_task(heartbeat.run, sio.sleep)
     return sio, heartbeat, handlers

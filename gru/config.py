@@ -50,6 +50,7 @@ class Settings(BaseModel):
 
     secret: SecretStr | None = None
     node_name: str = Field("node_1", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    node_weight: float = Field(1.0, gt=0, le=1000)  # share of new connections relative to other nodes
     public_addr: str | None = None
 
     token1_verifier: Literal["accept", "hmac", "http"] | None = None

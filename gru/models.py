@@ -74,12 +74,19 @@ class Message(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Node:
-    """A long-connection node as the ticket service sees it (all its worker processes together)."""
+    """A long-connection node as the ticket service sees it (all its worker processes together).
+
+    ``capacity``: connections its processes accept together (0: unbounded); ``weight``: its share
+    of new connections relative to other nodes; ``pending``: tickets naming it since its processes
+    last reported, which may still become connections."""
 
     name: str
     addr: str | None
     connections: int = 0
     state: str = "up"
+    capacity: int = 0
+    weight: float = 1.0
+    pending: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,3 +98,5 @@ class Instance:
     addr: str | None
     connections: int = 0
     state: str = "up"  # "up" or "draining"
+    capacity: int = 0  # connections this process accepts (GRU_MAX_CONNECTIONS); 0: unbounded
+    weight: float = 1.0  # GRU_NODE_WEIGHT of its node

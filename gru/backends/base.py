@@ -56,6 +56,32 @@ class Routed(NamedTuple):
     message_id: int
 
 
+class Placement(NamedTuple):
+    """The nodes one ticket names: ``nodes`` holds the chosen node first (the ticket already counted
+    against it), then the backups in the order they would be chosen next; empty when no live, up
+    node has room. ``full`` counts the live, up nodes left out because they are at capacity."""
+
+    nodes: list[Node]
+    full: int = 0
+
+
+def rank_nodes(nodes: list[Node], rotation: int) -> Placement:
+    """The placement rule, which every backend applies in one atomic step with the ticket's count.
+
+    Load is connections plus pending tickets; a node is chosen by its load after one more
+    connection per unit of weight, ``(load + 1) / weight``, so a burst fills nodes in proportion
+    to their weights. Draining nodes and nodes at capacity are left out. Equal scores are ordered
+    by the node list (sorted by name) turned by ``rotation``: tickets of a burst that meet equal
+    nodes spread over them, and so do their backups, so a failover burst spreads as well.
+    """
+    names = sorted(node.name for node in nodes)
+    turn = {name: (index - rotation) % len(names) for index, name in enumerate(names)}
+    up = [node for node in nodes if node.state == "up"]
+    room = [node for node in up if not node.capacity or node.connections + node.pending < node.capacity]
+    room.sort(key=lambda node: ((node.connections + node.pending + 1) / node.weight, turn[node.name]))
+    return Placement(room, len(up) - len(room))
+
+
 class BackendUnavailable(Exception):
     """The shared state cannot be reached right now (e.g. Redis is down); callers report it."""
 
@@ -138,6 +164,12 @@ class Backend(ABC):
     @abstractmethod
     def live_nodes(self) -> list[Node]:
         """The nodes with at least one live process, connections summed, in no particular order."""
+
+    @abstractmethod
+    def place(self) -> Placement:
+        """Choose the node for one ticket by :func:`rank_nodes` and count the ticket as pending on it,
+        in one atomic step (several ticket processes agree); a node's pending count restarts from
+        what it reports at its heartbeats, whose connections include the tickets that came."""
 
     @abstractmethod
     def sweep_dead_instances(self) -> int:

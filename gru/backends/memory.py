@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import bisect
+import dataclasses
+import random
 import threading
 import time
 from collections.abc import Callable
 
-from gru.backends.base import FORBIDDEN, OFFLINE, QUEUED, SENT, Backend, Broadcast, Routed, Unicast
+from gru.backends.base import (
+    FORBIDDEN,
+    OFFLINE,
+    QUEUED,
+    SENT,
+    Backend,
+    Broadcast,
+    Placement,
+    Routed,
+    Unicast,
+    rank_nodes,
+)
 from gru.models import Instance, Node, UserId, UserKey
 
 
@@ -139,12 +152,22 @@ class MemoryBackend(Backend):
         return [body for _, body, expire_at in queue if expire_at > now_ms]
 
     def heartbeat(self, instance: Instance) -> None:
-        with self._lock:
-            self._nodes[instance.node] = Node(instance.node, instance.addr, instance.connections, instance.state)
+        with self._lock:  # the report counts the tickets that came: nothing is pending any more
+            self._nodes[instance.node] = Node(instance.node, instance.addr, instance.connections, instance.state,
+                                              instance.capacity, instance.weight)
 
     def live_nodes(self) -> list[Node]:
         with self._lock:
             return list(self._nodes.values())
+
+    def place(self) -> Placement:
+        with self._lock:
+            placement = rank_nodes(list(self._nodes.values()), random.getrandbits(16))
+            if not placement.nodes:
+                return placement
+            chosen = placement.nodes[0]
+            chosen = self._nodes[chosen.name] = dataclasses.replace(chosen, pending=chosen.pending + 1)
+            return placement._replace(nodes=[chosen, *placement.nodes[1:]])
 
     def sweep_dead_instances(self) -> int:
         return 0  # one process: nothing can die without taking this state along

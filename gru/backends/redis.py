@@ -4,6 +4,8 @@ Layout (every key from :class:`Keys`, under ``GRU_REDIS_PREFIX``):
 
 * ``instances`` hash: instance id → JSON ``{node, addr, connections, state}`` (one per worker process)
 * ``alive:<instance>``: set with a TTL of ``node_ttl`` by every heartbeat; its absence means dead
+* ``handed`` hash: node → tickets that ever named it; ``seen`` hash: instance → its node's ``handed``
+  at the instance's last heartbeat (what it reported includes those tickets that came)
 * ``presence:<group>`` hash: ``<instance>|<conn>`` → JSON ``[user id, user type, display id]``
 * ``user:<type>:<id>`` hash: ``<instance>|<conn>`` → group
 * ``conns:<instance>`` set: the presence entries an instance owns, so they can be removed after it dies
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +36,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from socketio.redis_manager import parse_redis_sentinel_url
 
-from gru.backends.base import Backend, BackendUnavailable, Broadcast, Routed, Unicast
+from gru.backends.base import Backend, BackendUnavailable, Broadcast, Placement, Routed, Unicast
 from gru.backends.redis_lane import Lane
 from gru.config import ConfigError
 from gru.models import Instance, Node, UserId, UserKey
@@ -214,6 +217,79 @@ redis.call('DEL', KEYS[1])
 return entries
 """
 
+# KEYS: instances, alive key of the instance, handed, seen. ARGV: 1 instance, 2 its JSON, 3 TTL ms,
+# 4 its node. Returns whether the instance was new (its presence must be written again).
+HEARTBEAT = """
+local created = redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SET', KEYS[2], 1, 'PX', ARGV[3])
+redis.call('HSET', KEYS[4], ARGV[1], redis.call('HGET', KEYS[3], ARGV[4]) or '0')
+return created
+"""
+
+# gru.backends.base.rank_nodes in one step with the ticket's count. A node's pending tickets are
+# those handed since its processes' heartbeats (on average over its processes, which share its
+# connections). KEYS: instances, handed, seen. ARGV: 1 alive-key prefix, 2 rotation.
+# Returns {number of full nodes, JSON list of [name, addr, connections, state, capacity, weight, pending]}.
+PLACE = """
+local raw = redis.call('HGETALL', KEYS[1])
+local nodes, names = {}, {}
+for i = 1, #raw, 2 do
+  local id = raw[i]
+  if redis.call('EXISTS', ARGV[1] .. id) == 1 then
+    local info = cjson.decode(raw[i + 1])
+    local node = nodes[info.node]
+    if node == nil then
+      node = {name = info.node, addr = '', connections = 0, capacity = 0, bounded = true, weight = 1,
+              state = info.state, seen = {}}
+      nodes[info.node] = node
+      names[#names + 1] = info.node
+    end
+    if node.addr == '' and type(info.addr) == 'string' then node.addr = info.addr end
+    node.connections = node.connections + (tonumber(info.connections) or 0)
+    local capacity = tonumber(info.capacity) or 0
+    if capacity > 0 then node.capacity = node.capacity + capacity else node.bounded = false end
+    if (tonumber(info.weight) or 0) > 0 then node.weight = tonumber(info.weight) end
+    if node.state ~= 'up' then node.state = info.state end
+    node.seen[#node.seen + 1] = redis.call('HGET', KEYS[3], id)
+  end
+end
+table.sort(names)
+local room, full = {}, 0
+for index, name in ipairs(names) do
+  local node = nodes[name]
+  local handed = tonumber(redis.call('HGET', KEYS[2], name) or '0')
+  local seen = 0
+  for _, value in ipairs(node.seen) do seen = seen + (tonumber(value) or handed) end
+  node.pending = math.max(0, math.floor(handed - seen / #node.seen + 0.5))
+  if not node.bounded then node.capacity = 0 end
+  node.turn = (index - 1 - tonumber(ARGV[2])) % #names
+  node.score = (node.connections + node.pending + 1) / node.weight
+  if node.state == 'up' then
+    if node.capacity == 0 or node.connections + node.pending < node.capacity then
+      room[#room + 1] = node
+    else
+      full = full + 1
+    end
+  end
+end
+table.sort(room, function(a, b)
+  if a.score ~= b.score then return a.score < b.score end
+  return a.turn < b.turn
+end)
+local out = {}
+for i, node in ipairs(room) do
+  if i == 1 then
+    redis.call('HINCRBY', KEYS[2], node.name, 1)
+    node.pending = node.pending + 1
+  end
+  out[i] = {node.name, node.addr, node.connections, node.state, node.capacity, tostring(node.weight), node.pending}
+end
+if #out == 0 then
+  return {full, '[]'}
+end
+return {full, cjson.encode(out)}
+"""
+
 
 class Keys:
     """Every Redis key and channel name of a deployment, under one prefix."""
@@ -251,6 +327,14 @@ class Keys:
     @property
     def instances(self) -> str:
         return self.key("instances")
+
+    @property
+    def handed(self) -> str:
+        return self.key("handed")
+
+    @property
+    def seen(self) -> str:
+        return self.key("seen")
 
     @property
     def last_id(self) -> str:
@@ -334,6 +418,7 @@ class RedisBackend(Backend):
         self._unicast = client.register_script(UNICAST)
         self._broadcast = client.register_script(BROADCAST)
         self._offline_take = client.register_script(OFFLINE_TAKE)
+        self._heartbeat, self._place = client.register_script(HEARTBEAT), client.register_script(PLACE)
         self._lock = threading.Lock()
         self._mine: dict[str, tuple[str, UserKey, UserId]] = {}  # conn → (group, user, display id)
         self._dirty = True  # replay our presence at the next heartbeat
@@ -492,13 +577,13 @@ class RedisBackend(Backend):
     # -- node registry -----------------------------------------------------------------------
 
     def heartbeat(self, instance: Instance) -> None:
+        """On the lane, like tickets: a burst that holds every pooled connection must not hide a node."""
         info = json.dumps({"node": instance.node, "addr": instance.addr, "connections": instance.connections,
-                           "state": instance.state})
+                           "state": instance.state, "capacity": instance.capacity, "weight": instance.weight})
+        keys = self._keys
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.hset(self._keys.instances, instance.id, info)
-            pipe.set(self._keys.alive(instance.id), 1, px=self._ttl_ms)
-            created, _ = pipe.execute()
+            created = self._lane.evalsha(self._heartbeat, [keys.instances, keys.alive(instance.id), keys.handed,
+                                                           keys.seen], [instance.id, info, self._ttl_ms, instance.node])
         except redis.RedisError as exc:
             self._dirty = True
             raise BackendUnavailable(f"heartbeat: {_describe(exc)}") from None
@@ -516,6 +601,16 @@ class RedisBackend(Backend):
             info = json.loads(raw[instance_id.encode()])
             nodes[info["node"]] = _merge(nodes.get(info["node"]), info)
         return list(nodes.values())
+
+    def place(self) -> Placement:
+        """One script on the lane (one shared, pipelined connection): a burst of tickets costs a few
+        round trips and no pooled connections, so it is never refused for want of one."""
+        keys = self._keys
+        full, encoded = self._read(lambda: self._lane.evalsha(
+            self._place, [keys.instances, keys.handed, keys.seen], [self._alive_prefix, random.getrandbits(16)]))
+        nodes = [Node(name, addr or None, connections, state, capacity, float(weight), pending)
+                 for name, addr, connections, state, capacity, weight, pending in json.loads(encoded)]
+        return Placement(nodes, int(full))
 
     def sweep_dead_instances(self) -> int:
         """Delete what dead instances left behind; return how many were swept. Safe to run anywhere."""
@@ -535,6 +630,7 @@ class RedisBackend(Backend):
             self._remove_entry(pipe, instance_id, conn_id, group, UserKey(user_id, user_type))
         pipe.delete(self._keys.conns(instance_id))
         pipe.hdel(self._keys.instances, instance_id)
+        pipe.hdel(self._keys.seen, instance_id)
         self._read(pipe.execute)
         log.info("swept dead instance %s (%d connections)", instance_id, len(members))
 
@@ -613,7 +709,9 @@ def _encode(body: dict) -> bytes:
 
 def _merge(node: Node | None, info: dict) -> Node:
     """Add one live instance to its node: connections add up; a node is up if any instance is."""
+    capacity, weight = info.get("capacity", 0), info.get("weight", 1.0)
     if node is None:
-        return Node(info["node"], info["addr"], info["connections"], info["state"])
+        return Node(info["node"], info["addr"], info["connections"], info["state"], capacity, weight)
     state = "up" if "up" in (node.state, info["state"]) else info["state"]
-    return Node(node.name, node.addr or info["addr"], node.connections + info["connections"], state)
+    capacity = node.capacity + capacity if node.capacity and capacity else 0  # one unbounded process: unbounded
+    return Node(node.name, node.addr or info["addr"], node.connections + info["connections"], state, capacity, weight)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from gru.backends.base import Backend, BackendUnavailable
@@ -13,33 +14,58 @@ log = logging.getLogger(__name__)
 
 
 class NodeDirectory:
-    """Chooses among live, non-draining nodes, least loaded first."""
+    """Chooses the node for each ticket (see :func:`gru.backends.base.rank_nodes`): least loaded per
+    unit of weight, counting the tickets already handed out, never a draining or full node.
 
-    def __init__(self, backend: Backend) -> None:
+    Every refusal is logged at WARNING with its cause: the first at once, then at most one line
+    per ``log_every`` seconds with the number of refusals since, so a burst cannot flood the log.
+    """
+
+    def __init__(self, backend: Backend, log_every: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._backend = backend
+        self._log_every = log_every
+        self._clock = clock
+        self._logged_at: float | None = None
+        self._unlogged = 0
 
     def choose(self) -> tuple[Node, list[Node]]:
-        """Return ``(primary, backups)``; raise ``UNAVAILABLE`` when no node is live."""
+        """Return ``(primary, backups)`` and count the ticket against the primary; raise ``UNAVAILABLE``
+        when the registry cannot be read or no live node has room."""
         try:
-            nodes = self._backend.live_nodes()
-        except BackendUnavailable:
+            placement = self._backend.place()
+        except BackendUnavailable as exc:
+            self._refused("node registry is unavailable: %s", exc)
             raise GruError(Code.UNAVAILABLE, "node registry is unavailable") from None
-        candidates = [n for n in nodes if n.state == "up"]
-        if not candidates:
-            raise GruError(Code.UNAVAILABLE, "no live long-connection node")
-        candidates.sort(key=lambda n: (n.connections, n.name))
-        return candidates[0], candidates[1:]
+        if placement.nodes:
+            return placement.nodes[0], placement.nodes[1:]
+        if placement.full:
+            self._refused("every live node is full (%d at capacity)", placement.full)
+            raise GruError(Code.UNAVAILABLE, "every long-connection node is full, try again later")
+        self._refused("no live long-connection node")
+        raise GruError(Code.UNAVAILABLE, "no live long-connection node")
+
+    def _refused(self, reason: str, *args: object) -> None:
+        now = self._clock()
+        if self._logged_at is not None and now - self._logged_at < self._log_every:
+            self._unlogged += 1
+            return
+        since = f" ({self._unlogged} more refused since the last line)" if self._unlogged else ""
+        log.warning("ticket refused: " + reason + "%s", *args, since)
+        self._logged_at, self._unlogged = now, 0
 
 
 class NodeHeartbeat:
-    """Announces this worker process of a node every ``interval`` seconds; a dead one is forgotten.
+    """Announces this worker process of a node every ``interval`` seconds, with its connections,
+    ``capacity`` (0: unbounded) and its node's ``weight``; a dead one is forgotten.
 
     Every ``sweep_every`` beats it also clears what crashed processes left in the shared state.
     """
 
     def __init__(self, backend: Backend, instance_id: str, node: str, addr: str | None,
-                 connections: Callable[[], int], interval: float, sweep_every: int = 5) -> None:
+                 connections: Callable[[], int], interval: float, sweep_every: int = 5,
+                 capacity: int = 0, weight: float = 1.0) -> None:
         self._backend = backend
+        self._capacity, self._weight = capacity, weight
         self._instance_id = instance_id
         self._node = node
         self._addr = addr
@@ -52,7 +78,8 @@ class NodeHeartbeat:
 
     def beat(self) -> bool:
         """One heartbeat; never raises, logs when the shared state goes away and comes back."""
-        instance = Instance(self._instance_id, self._node, self._addr, self._connections(), self.state)
+        instance = Instance(self._instance_id, self._node, self._addr, self._connections(), self.state,
+                            self._capacity, self._weight)
         try:
             self._backend.heartbeat(instance)
             self._beats += 1
