@@ -65,30 +65,27 @@ def test_each_connection_has_its_own_bucket():
 
 def test_a_process_admits_up_to_its_connection_cap():
     limits = ConnectionLimits(max_connections=3, max_pending_per_address=100)
-    limits.admit(3, "10.0.0.1")  # the connection being admitted is already counted among the open ones
-    with pytest.raises(GruError) as info:
-        limits.admit(4, "10.0.0.2")
-    assert info.value.code is Code.NODE_FULL
+    assert limits.admit(3, "10.0.0.1") is None  # the session being admitted is already among the open ones
+    assert limits.admit(4, "10.0.0.2").code is Code.NODE_FULL
 
 
-def test_unauthenticated_connections_are_capped_per_address_until_they_settle():
+def test_unauthenticated_sessions_are_capped_per_address_until_they_settle():
     limits = ConnectionLimits(max_connections=100, max_pending_per_address=2)
-    limits.admit(1, "10.0.0.1")
-    limits.admit(2, "10.0.0.1")
-    with pytest.raises(GruError) as info:
-        limits.admit(3, "10.0.0.1")
+    assert limits.admit(1, "10.0.0.1") is None and limits.admit(2, "10.0.0.1") is None
+    assert limits.admit(3, "10.0.0.1").code is Code.TOO_MANY_PENDING  # told why, and counted meanwhile
+    assert limits.admit(4, "10.0.0.1").code is Code.TOO_MANY_PENDING
+    with pytest.raises(GruError) as info:  # twice the allowance: not even a session to tell it in
+        limits.admit(5, "10.0.0.1")
     assert info.value.code is Code.TOO_MANY_PENDING
-    limits.admit(3, "10.0.0.2")  # another address is not affected
-    limits.settled("10.0.0.1")
-    limits.admit(3, "10.0.0.1")  # a slot is free again, and only one
-    with pytest.raises(GruError):
-        limits.admit(4, "10.0.0.1")
+    assert limits.admit(5, "10.0.0.2") is None  # another address is not affected
+    for _ in range(3):
+        limits.settled("10.0.0.1")
+    assert limits.admit(3, "10.0.0.1") is None  # one slot is free again, and only one
+    assert limits.admit(4, "10.0.0.1").code is Code.TOO_MANY_PENDING
     for _ in range(5):
-        limits.settled("10.0.0.2")  # settling more than was pending banks nothing
-    limits.admit(4, "10.0.0.2")
-    limits.admit(5, "10.0.0.2")
-    with pytest.raises(GruError):
-        limits.admit(6, "10.0.0.2")
+        limits.settled("10.0.0.2")  # settling more than was counted banks nothing
+    assert limits.admit(4, "10.0.0.2") is None and limits.admit(5, "10.0.0.2") is None
+    assert limits.admit(6, "10.0.0.2").code is Code.TOO_MANY_PENDING
 
 
 BACKLOG = 100
