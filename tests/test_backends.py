@@ -286,3 +286,86 @@ def test_a_broadcast_is_published_once_on_the_shared_channel_in_its_envelope(red
     assert published == [(f"{redis_prefix}:socketio", f"<10|sid-1>{body}</>".encode())]
     listener.close()
     backend.close()
+
+
+# -- placement: the node each ticket names ---------------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "redis"])
+def registry(request):
+    """An empty node registry of either backend (no node registered)."""
+    if request.param == "memory":
+        yield MemoryBackend()
+        return
+    client = redis.Redis.from_url(request.getfixturevalue("redis_server").url, socket_timeout=1)
+    made = RedisBackend(client, Keys(request.getfixturevalue("redis_prefix")), "tickets:1:a", 30)
+    yield made
+    made.close()
+
+
+def beat(backend, node, connections=0, capacity=0, weight=1.0, state="up"):
+    backend.heartbeat(Instance(f"{node}:1:a", node, f"http://{node}", connections, state, capacity, weight))
+
+
+def placed(backend, tickets):
+    counts = {}
+    for _ in range(tickets):
+        name = backend.place().nodes[0].name
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def test_place_spreads_tickets_before_any_node_reports_them(registry):
+    for n in range(6):
+        beat(registry, f"node_{n}")
+    assert placed(registry, 600) == {f"node_{n}": 100 for n in range(6)}
+
+
+def test_place_gives_nodes_shares_in_proportion_to_their_weights(registry):
+    for name, weight in (("small", 1), ("big", 3), ("middle", 2)):
+        beat(registry, name, weight=weight)
+    assert placed(registry, 600) == {"small": 100, "middle": 200, "big": 300}
+
+
+def test_place_counts_reported_connections_and_restarts_pending_at_each_report(registry):
+    beat(registry, "a", connections=30)
+    beat(registry, "b")
+    assert placed(registry, 40) == {"a": 5, "b": 35}  # b catches up with a's 30, then they alternate
+    beat(registry, "a", connections=35)  # a's 5 came
+    beat(registry, "b", connections=0)  # none of b's 35 came: they are forgotten with the report
+    assert placed(registry, 35) == {"b": 35}
+
+
+def test_place_never_names_a_full_or_draining_node(registry):
+    beat(registry, "full", connections=50, capacity=50)
+    beat(registry, "nearly", connections=47, capacity=50)
+    beat(registry, "leaving", state="draining")
+    beat(registry, "free", connections=100)
+    placement = registry.place()
+    assert [n.name for n in placement.nodes] == ["nearly", "free"] and placement.full == 1
+    assert placed(registry, 99) == {"nearly": 2, "free": 97}  # nearly: 47 + 3 tickets = its capacity
+    beat(registry, "free", connections=200, capacity=200)
+    assert registry.place() == ([], 3)  # every node that is up is full: nothing counted
+    assert placed(registry, 0) == {}
+
+
+def test_place_orders_backups_by_the_same_rule(registry):
+    beat(registry, "busy", connections=900)
+    beat(registry, "big", connections=20, weight=4)  # (20 + 1) / 4 beats quiet's 10 + 1
+    beat(registry, "quiet", connections=10)
+    beat(registry, "loaded", connections=300)
+    first, *backups = registry.place().nodes
+    assert (first.name, [n.name for n in backups]) == ("big", ["quiet", "loaded", "busy"])
+    assert (first.pending, first.weight, first.connections) == (1, 4.0, 20)
+
+
+def test_place_spreads_the_backups_of_one_node_over_the_others(registry):
+    for n in range(4):
+        beat(registry, f"node_{n}")
+    first_backups = {}
+    for _ in range(800):
+        first, backup, *_ = registry.place().nodes
+        if first.name == "node_0":
+            first_backups[backup.name] = first_backups.get(backup.name, 0) + 1
+    assert set(first_backups) == {"node_1", "node_2", "node_3"}  # a failover of node_0 spreads too
+    assert max(first_backups.values()) < 0.6 * sum(first_backups.values())

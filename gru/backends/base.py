@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from abc import ABC, abstractmethod
 from typing import NamedTuple
 
@@ -65,20 +67,24 @@ class Placement(NamedTuple):
     full: int = 0
 
 
-def rank_nodes(nodes: list[Node], rotation: int) -> Placement:
+def salt() -> str:
+    """A fresh random salt for :func:`rank_nodes`."""
+    return secrets.token_hex(4)
+
+
+def rank_nodes(nodes: list[Node], salt: str) -> Placement:
     """The placement rule, which every backend applies in one atomic step with the ticket's count.
 
     Load is connections plus pending tickets; a node is chosen by its load after one more
     connection per unit of weight, ``(load + 1) / weight``, so a burst fills nodes in proportion
     to their weights. Draining nodes and nodes at capacity are left out. Equal scores are ordered
-    by the node list (sorted by name) turned by ``rotation``: tickets of a burst that meet equal
-    nodes spread over them, and so do their backups, so a failover burst spreads as well.
+    by ``sha1(salt + name)``, a shuffle that changes with every ticket's random ``salt``: tickets
+    of a burst spread over equal nodes, and so do their backups, so a failover burst spreads too.
     """
-    names = sorted(node.name for node in nodes)
-    turn = {name: (index - rotation) % len(names) for index, name in enumerate(names)}
     up = [node for node in nodes if node.state == "up"]
     room = [node for node in up if not node.capacity or node.connections + node.pending < node.capacity]
-    room.sort(key=lambda node: ((node.connections + node.pending + 1) / node.weight, turn[node.name]))
+    room.sort(key=lambda node: ((node.connections + node.pending + 1) / node.weight,
+                                hashlib.sha1(f"{salt}{node.name}".encode()).hexdigest()))
     return Placement(room, len(up) - len(room))
 
 

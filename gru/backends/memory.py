@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from gru.backends.base import (
     Routed,
     Unicast,
     rank_nodes,
+    salt,
 )
 from gru.models import Instance, Node, UserId, UserKey
 
@@ -162,7 +162,7 @@ class MemoryBackend(Backend):
 
     def place(self) -> Placement:
         with self._lock:
-            placement = rank_nodes(list(self._nodes.values()), random.getrandbits(16))
+            placement = rank_nodes(list(self._nodes.values()), salt())
             if not placement.nodes:
                 return placement
             chosen = placement.nodes[0]

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +35,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from socketio.redis_manager import parse_redis_sentinel_url
 
-from gru.backends.base import Backend, BackendUnavailable, Broadcast, Placement, Routed, Unicast
+from gru.backends.base import Backend, BackendUnavailable, Broadcast, Placement, Routed, Unicast, salt
 from gru.backends.redis_lane import Lane
 from gru.config import ConfigError
 from gru.models import Instance, Node, UserId, UserKey
@@ -228,7 +227,7 @@ return created
 
 # gru.backends.base.rank_nodes in one step with the ticket's count. A node's pending tickets are
 # those handed since its processes' heartbeats (on average over its processes, which share its
-# connections). KEYS: instances, handed, seen. ARGV: 1 alive-key prefix, 2 rotation.
+# connections). KEYS: instances, handed, seen. ARGV: 1 alive-key prefix, 2 salt.
 # Returns {number of full nodes, JSON list of [name, addr, connections, state, capacity, weight, pending]}.
 PLACE = """
 local raw = redis.call('HGETALL', KEYS[1])
@@ -253,16 +252,15 @@ for i = 1, #raw, 2 do
     node.seen[#node.seen + 1] = redis.call('HGET', KEYS[3], id)
   end
 end
-table.sort(names)
 local room, full = {}, 0
-for index, name in ipairs(names) do
+for _, name in ipairs(names) do
   local node = nodes[name]
   local handed = tonumber(redis.call('HGET', KEYS[2], name) or '0')
   local seen = 0
   for _, value in ipairs(node.seen) do seen = seen + (tonumber(value) or handed) end
   node.pending = math.max(0, math.floor(handed - seen / #node.seen + 0.5))
   if not node.bounded then node.capacity = 0 end
-  node.turn = (index - 1 - tonumber(ARGV[2])) % #names
+  node.turn = redis.sha1hex(ARGV[2] .. name)
   node.score = (node.connections + node.pending + 1) / node.weight
   if node.state == 'up' then
     if node.capacity == 0 or node.connections + node.pending < node.capacity then
@@ -607,7 +605,7 @@ class RedisBackend(Backend):
         round trips and no pooled connections, so it is never refused for want of one."""
         keys = self._keys
         full, encoded = self._read(lambda: self._lane.evalsha(
-            self._place, [keys.instances, keys.handed, keys.seen], [self._alive_prefix, random.getrandbits(16)]))
+            self._place, [keys.instances, keys.handed, keys.seen], [self._alive_prefix, salt()]))
         nodes = [Node(name, addr or None, connections, state, capacity, float(weight), pending)
                  for name, addr, connections, state, capacity, weight, pending in json.loads(encoded)]
         return Placement(nodes, int(full))
