@@ -369,3 +369,12 @@ def test_place_spreads_the_backups_of_one_node_over_the_others(registry):
             first_backups[backup.name] = first_backups.get(backup.name, 0) + 1
     assert set(first_backups) == {"node_1", "node_2", "node_3"}  # a failover of node_0 spreads too
     assert max(first_backups.values()) < 0.6 * sum(first_backups.values())
+
+
+def test_live_nodes_show_capacity_weight_and_pending_tickets(registry):
+    beat(registry, "a", connections=3, capacity=10, weight=2.0)
+    placed(registry, 4)
+    [node] = registry.live_nodes()
+    assert (node.connections, node.capacity, node.weight, node.pending) == (3, 10, 2.0, 4)
+    beat(registry, "a", connections=5, capacity=10, weight=2.0)
+    assert registry.live_nodes()[0].pending == 0

@@ -22,8 +22,10 @@ when a write failed during an outage.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -592,13 +594,18 @@ class RedisBackend(Backend):
         raw = self._read(lambda: self._redis.hgetall(self._keys.instances))
         ids = sorted(i.decode() for i in raw)
         flags = self._read(lambda: self._redis.mget([self._keys.alive(i) for i in ids])) if ids else []
+        handed, seen = self._read(lambda: self._redis.pipeline(transaction=False).hgetall(self._keys.handed)
+                                  .hgetall(self._keys.seen).execute())
         nodes: dict[str, Node] = {}
+        reports: dict[str, list[int | None]] = {}
         for instance_id, flag in zip(ids, flags, strict=True):
             if flag is None:
                 continue
             info = json.loads(raw[instance_id.encode()])
             nodes[info["node"]] = _merge(nodes.get(info["node"]), info)
-        return list(nodes.values())
+            reports.setdefault(info["node"], []).append(seen.get(instance_id.encode()))
+        return [dataclasses.replace(node, pending=_pending(int(handed.get(name.encode(), 0)), reports[name]))
+                for name, node in nodes.items()]
 
     def place(self) -> Placement:
         """One script on the lane (one shared, pipelined connection): a burst of tickets costs a few
@@ -703,6 +710,12 @@ def _encode(body: dict) -> bytes:
         return orjson.dumps(body)
     except (TypeError, orjson.JSONEncodeError):
         return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _pending(handed: int, seen: list) -> int:
+    """Tickets handed to a node since its processes reported, on average (as the placement script counts)."""
+    reported = sum(int(value) if value is not None else handed for value in seen) / len(seen)
+    return max(0, math.floor(handed - reported + 0.5))
 
 
 def _merge(node: Node | None, info: dict) -> Node:
