@@ -180,14 +180,15 @@ def slowloris(target: Target, source: str, stats: Counter, stop: threading.Event
             sock.close()
 
 
+SLOW_READER_CONTENT = 60_000  # characters of each broadcast the slow reader's group receives
+
+
 def slow_reader(target: Target, source: str, stats: Counter, stop: threading.Event) -> None:
-    round_no = 0
+    group = f"hostile-{source}"  # one group: its history (kept by design) is bounded by GRU_HISTORY_SIZE
     while not stop.is_set():
-        round_no += 1
-        group = f"hostile-{source}-{round_no}"
-        reader = authenticated_ws(target, source, f"slow-{source}-{round_no}", group, rcvbuf=8192)
-        sender = authenticated_ws(target, source, f"fast-{source}-{round_no}", group)
-        content = "x" * 60_000
+        reader = authenticated_ws(target, source, f"slow-{source}", group, rcvbuf=8192)
+        sender = authenticated_ws(target, source, f"fast-{source}", group)
+        content = "x" * SLOW_READER_CONTENT
         payload = json.dumps(["msg", {"type": 1, "content": content}])
         stats["attempts"] += 1
         sent_until = time.monotonic() + 6.0
