@@ -33,6 +33,7 @@ def test_hmac_accepts_a_token_signed_for_this_user():
     sign_token1("secret", "123", 0, NOW + 60),  # another type
     sign_token1("other", "123", 1, NOW + 60),  # another key
     sign_token1("secret", "123", 1, NOW - 1),  # expired
+    sign_token1("secret", "123", 1, NOW),  # expires this very second
     "garbage", "123.", ".abc", "9" * 20 + ".abc",
 ])
 def test_hmac_rejects_anything_else(token1):
