@@ -378,3 +378,26 @@ def test_live_nodes_show_capacity_weight_and_pending_tickets(registry):
     assert (node.connections, node.capacity, node.weight, node.pending) == (3, 10, 2.0, 4)
     beat(registry, "a", connections=5, capacity=10, weight=2.0)
     assert registry.live_nodes()[0].pending == 0
+
+
+def test_a_burst_of_concurrent_calls_waits_for_pooled_connections_instead_of_failing(redis_server, redis_prefix):
+    """A school joining at once: more concurrent presence calls in one process than the pool has
+    connections. Each waits for a free connection (redis-py's default pool failed at once with
+    "Too many connections", which became refusals)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gru.app import REDIS_OPTIONS
+    from gru.backends.redis import POOL_CONNECTIONS, connect
+
+    backend = RedisBackend(connect(redis_server.url, **REDIS_OPTIONS), Keys(redis_prefix), "burst", 30.0)
+    backend.heartbeat(Instance("burst", "node_1", "http://127.0.0.1:1", 0, "up"))
+    calls = 3 * POOL_CONNECTIONS
+
+    def join(n: int) -> list:
+        backend.presence_add("burst", UserKey(str(n), 1), n, f"c{n}")
+        return backend.online("burst")
+
+    with ThreadPoolExecutor(calls) as pool:
+        results = list(pool.map(join, range(calls)))
+    assert len(results) == calls
+    assert sorted(backend.online("burst")) == list(range(calls))

@@ -348,9 +348,23 @@ class Keys:
         return self.key("socketio", instance)
 
 
+# Pooled connections per process (commands other than the per-message lane: presence, history,
+# sweeps) and how long a caller waits for one when all are busy. redis-py's default pool raises
+# "Too many connections" at once instead, which a burst of authentications turns into refusals.
+POOL_CONNECTIONS = 100
+POOL_WAIT = 2.0
+
+
+class BlockingSentinelConnectionPool(redis.sentinel.SentinelConnectionPool, redis.BlockingConnectionPool):
+    """A Sentinel pool that makes callers wait for a free connection, like ``BlockingConnectionPool``
+    (redis-py has no blocking Sentinel pool of its own)."""
+
+
 def connect(url: str, **options) -> redis.Redis:
     """A client for ``redis://``, ``rediss://``, ``unix://`` or ``redis+sentinel://`` URLs (the
-    latter checked against the sentinels at once, see :func:`check_sentinels`)."""
+    latter checked against the sentinels at once, see :func:`check_sentinels`), whose pool makes a
+    caller wait up to ``POOL_WAIT`` for a free connection rather than fail."""
+    pool_options = {"max_connections": POOL_CONNECTIONS, "timeout": POOL_WAIT}
     if urlparse(url).scheme == "redis+sentinel":
         sentinels, service, kwargs = parse_redis_sentinel_url(url)
         # each sentinel asked once: with three of them, retrying one with back-off only delays the next
@@ -358,8 +372,9 @@ def connect(url: str, **options) -> redis.Redis:
         sentinel = redis.sentinel.Sentinel(sentinels, sentinel_kwargs={**once, "retry": Retry(NoBackoff(), 0)},
                                            **kwargs, **options)
         check_sentinels(sentinel, service)
-        return sentinel.master_for(service, **options)
-    return redis.Redis.from_url(url, **options)
+        return sentinel.master_for(service, connection_pool_class=BlockingSentinelConnectionPool, **pool_options,
+                                   **options)
+    return redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(url, **pool_options, **options))
 
 
 def check_sentinels(sentinel: redis.sentinel.Sentinel, service: str) -> None:
