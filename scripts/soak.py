@@ -84,7 +84,9 @@ STOP_TIMEOUT = 15.0  # s: SIGTERM -> exit, then SIGKILL
 RESULT_GRACE = 60.0  # s beyond seconds + drain for the generator's result line
 PASS_THROUGH = ("GRU_LOG_LEVEL",)  # the only GRU_* variables taken from the environment
 FILES_SLACK = 4  # open files above the idle count still taken as "back to idle" (log rotation, a late poll)
-RSS_SLACK_MB = 10.0  # RSS above its level before the attack still taken as "back" (allocator arenas)
+RSS_SLACK_MB = 15.0  # RSS above its level before the attack still taken as "back": glibc keeps heap pages
+                     # freed by the attack's large buffers (1 MB bodies, 500 KB frames) until it trims
+PLATEAU_SLACK_MB = 5.0  # growth allowed over the second half of the attack: more than that is a leak
 DEFAULT_HISTORY_SIZE = 200  # GRU_HISTORY_SIZE: messages kept per group for recovery
 ATTACK_DELAY = 0.25  # the attack starts after this share of the traffic time: the class is warm by then
 PROBLEM_KEYS = ("lost", "duplicated", "outOfOrder", "misdelivered", "idMismatch", "wrongSender", "refused",
@@ -587,6 +589,13 @@ def judge_hostile(summary: dict, hostile: dict, samples: list[dict]) -> None:
         if after["rss_mb"].get(name, 0) > before["rss_mb"][name] + RSS_SLACK_MB + history_allowance_mb(hostile):
             summary["problems"].append(f"{name}: RSS {after['rss_mb'][name]} MiB after the attack, "
                                        f"{before['rss_mb'][name]} MiB before it")
+    during = [s for s in samples if s["stage"] == "attack"]
+    if len(during) >= 4:
+        middle, last = during[len(during) // 2], during[-1]
+        for name, mb in last["rss_mb"].items():
+            if mb > middle["rss_mb"][name] + PLATEAU_SLACK_MB:
+                summary["problems"].append(f"{name}: RSS still growing in the second half of the attack "
+                                           f"({middle['rss_mb'][name]} -> {mb} MiB): a leak")
     summary["ok"] = not summary["problems"]
 
 
