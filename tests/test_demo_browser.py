@@ -64,7 +64,7 @@ def test_production_does_not_serve_the_demo_unless_asked():
     from gru.app import build
     from gru.config import Settings
 
-    production = {"env": "production", "secret": "s" * 32, "token1_verifier": "hmac", "token1_secret": "k",
+    production = {"env": "production", "secret": "s" * 32, "token1_verifier": "hmac", "token1_secret": "k" * 32,
                   "cors_origins": "https://school.example"}
     assert build(Settings(**production)).flask_app.test_client().get("/demo").status_code == 404
     assert build(Settings(**production, demo=True)).flask_app.test_client().get("/demo").status_code == 200
