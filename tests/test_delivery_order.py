@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 import websocket
-from conftest import get_ticket, start_gru
+from conftest import get_ticket, start_gru, start_node
 from support import raw_eio3, raw_eio4
+from support.tcp_proxy import TcpProxy
 from test_websocket_transport import authed_ws, recv_until
 
 KEY = "lms-key-0123456789abcdef"
@@ -133,3 +134,119 @@ def test_a_slow_reader_gets_each_senders_messages_in_the_order_they_were_sent(se
         order = [int(i) for sender, i in got if sender == f"s{n}"]
         assert order == list(range(PER_SENDER)), f"sender {n}'s messages out of order: {order[:40]}..."
     close()
+
+
+# --------------------------------------------------------------------------- across a recovery
+
+SCRIPT_REPLY_DELAY = 0.05  # seconds a message script's reply takes to come back from Redis
+PUBLISHERS = 3
+
+
+class SlowScriptReplies(TcpProxy):
+    """A link to Redis on which the replies to scripts (the message path: id, history and publish in
+    one step) come back late, other replies at once: a message is in the history a while before its
+    sender gets its id and delivers it here, as when Redis or the node is busy."""
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self._lock:
+                self._sockets += [client, upstream]
+            scripts = threading.Event()  # the last request on this connection ran a script
+            threading.Thread(target=self._requests, args=(client, upstream, scripts), daemon=True).start()
+            threading.Thread(target=self._replies, args=(upstream, client, scripts), daemon=True).start()
+
+    def _requests(self, src: socket.socket, dst: socket.socket, scripts: threading.Event) -> None:
+        try:
+            while data := src.recv(65536):
+                if b"EVALSHA" in data:
+                    scripts.set()
+                else:
+                    scripts.clear()
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def _replies(self, src: socket.socket, dst: socket.socket, scripts: threading.Event) -> None:
+        try:
+            while data := src.recv(65536):
+                if scripts.is_set():
+                    time.sleep(SCRIPT_REPLY_DELAY)
+                dst.sendall(data)
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def slow_script_node(redis_server, redis_prefix) -> Iterator:
+    link = SlowScriptReplies(redis_server.port)
+    node = start_node(f"redis://127.0.0.1:{link.port}/0", redis_prefix, "node_o", role="all",
+                      env={"GRU_API_KEYS": f"lms:{KEY}", "GRU_HISTORY_SIZE": "1000"})
+    yield node
+    node.stop()
+    link.close()
+
+
+def recovering_ws(server, user_id: int, group: str, last_id: int) -> websocket.WebSocket:
+    """A websocket that authenticates with ``lastMsgId``; returns once ``auth_result`` arrived."""
+    ws = websocket.create_connection(f"ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket",
+                                     timeout=10)
+    assert ws.recv().startswith("0{")
+    ws.send("40")
+    recv_until(ws, lambda f: f.startswith("40"))
+    ticket = get_ticket(server, user_id)
+    auth = {"id": user_id, "name": "n", "groupId": group, "token2": ticket["token"], "type": 1, "lastMsgId": last_id}
+    ws.send("42" + json.dumps(["auth", json.dumps(auth)]))
+    result = json.loads(recv_until(ws, lambda f: f.startswith('42["auth_result"'), timeout=10)[2:])[1]
+    assert result["success"] is True and result["data"]["recovered"] is True, result
+    return ws
+
+
+def test_a_message_in_flight_during_a_recovery_arrives_once_and_in_order(slow_script_node, group):
+    node = slow_script_node
+    first = authed_ws(node, 9200, group)
+    with requests.Session() as http:
+        http.post(f"{node.url}/api/push", headers={"Authorization": f"Bearer {KEY}"},
+                  json={"groupId": group, "content": "before"}, timeout=10).raise_for_status()
+    last_id = json.loads(recv_until(first, lambda f: f.startswith('42["msg"'))[2:])[1]["id"]
+    first.close()
+    sent = [0] * PUBLISHERS
+    stop = threading.Event()
+
+    def publish(n: int) -> None:
+        """Publishes without pause until told to stop (bounded in count and time)."""
+        stop_at = time.monotonic() + 20
+        with requests.Session() as http:
+            while not stop.is_set() and sent[n] < 200 and time.monotonic() < stop_at:
+                response = http.post(f"{node.url}/api/push", headers={"Authorization": f"Bearer {KEY}"},
+                                     json={"groupId": group, "content": f"p{n} {sent[n]}"}, timeout=10)
+                assert response.status_code == 200, response.text
+                sent[n] += 1
+
+    threads = [threading.Thread(target=publish, args=(n,), daemon=True) for n in range(PUBLISHERS)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)  # messages are in flight when the recovery reads the history
+    back = recovering_ws(node, 9200, group, last_id)
+    time.sleep(0.3)
+    stop.set()
+    for thread in threads:
+        thread.join(10)
+    got = []
+    back.settimeout(2)
+    try:
+        while True:
+            frame = recv_until(back, lambda f: f.startswith('42["msg"'), timeout=2)
+            got.append(json.loads(frame[2:])[1])
+    except (AssertionError, websocket.WebSocketTimeoutException):
+        pass  # nothing more came
+    back.close()
+    ids = [m["id"] for m in got]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    assert not duplicates, f"{len(duplicates)} messages arrived twice"
+    for n in range(PUBLISHERS):
+        assert [m["content"] for m in got if m["content"].startswith(f"p{n} ")] == [f"p{n} {i}" for i in range(sent[n])]
