@@ -270,22 +270,82 @@ def test_a_broadcast_gets_a_growing_id_and_is_kept_with_it(backend):
     assert found == [{"id": ids[n], "content": f"page {n}"} for n in (2, 3, 4)] and complete is False
 
 
-def test_a_broadcast_is_published_once_on_the_shared_channel_in_its_envelope(redis_server, redis_prefix):
+def listen(url: str, *channels: str):
+    pubsub = redis.Redis.from_url(url).pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(*channels)
+    return pubsub
+
+
+def published(pubsub, seconds: float = 0.5) -> list[tuple[str, bytes]]:
+    """(channel, data) of what a subscription received within ``seconds``."""
+    received, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.1)  # None for the subscription's confirmation too
+        if message is not None:
+            received.append((message["channel"].decode(), message["data"]))
+    return received
+
+
+def test_a_broadcast_is_published_once_to_each_other_process_holding_a_member(redis_server, redis_prefix):
+    """Two connections on node_2 (one publish there), one on the sender's own process (served
+    locally: no publish), none on node_3 (nothing to decode there)."""
     client = redis.Redis.from_url(redis_server.url, socket_timeout=1)
     backend = RedisBackend(client, Keys(redis_prefix), "node_1:1:a", TTL,
                            group_envelope=lambda group, conn: (f"<{group}|{conn}>".encode(), b"</>"))
-    listener = redis.Redis.from_url(redis_server.url).pubsub(ignore_subscribe_messages=True)
-    listener.psubscribe(f"{redis_prefix}:socketio*")
+    backend.heartbeat(Instance("node_1:1:a", "node_1", None, 1, "up"))
+    second = redis_backend(redis_server.url, redis_prefix, "node_2:2:b")
+    third = redis_backend(redis_server.url, redis_prefix, "node_3:3:c")
+    listener = listen(redis_server.url, *(f"{redis_prefix}:socketio{suffix}"
+                                          for suffix in ("", ":node_1:1:a", ":node_2:2:b", ":node_3:3:c")))
+    second.presence_add("10", A, 1, "c1")
+    second.presence_add("10", B, 2, "c2")
+    backend.presence_add("10", B, 2, "c1")
+    third.presence_add("11", A, 1, "c1")  # another group
     message_id = backend.broadcast(Broadcast("10", {"content": "page 3"}, 0, None, "sid-1"))
-    published, deadline = [], time.monotonic() + 0.5
-    while time.monotonic() < deadline:
-        message = listener.get_message(timeout=0.1)
-        if message is not None:
-            published.append((message["channel"].decode(), message["data"]))
     body = f'{{"id":{message_id},"content":"page 3"}}'
-    assert published == [(f"{redis_prefix}:socketio", f"<10|sid-1>{body}</>".encode())]
+    assert published(listener) == [(f"{redis_prefix}:socketio:node_2:2:b", f"<10|sid-1>{body}</>".encode())]
+    assert backend.broadcast(Broadcast("12", {"content": "nobody"}, 0, None)) > message_id  # accepted, kept
+    assert published(listener, 0.2) == []
     listener.close()
-    backend.close()
+    for made in (backend, second, third):
+        made.close()
+
+
+def holders(backend: RedisBackend, group: str) -> dict[str, int]:
+    raw = backend._redis.hgetall(backend._keys.holders(group))
+    return {owner.decode(): int(count) for owner, count in raw.items()}
+
+
+def test_holders_count_each_process_connections_once_and_leave_with_the_last(pair):
+    first, second = pair
+    first.presence_add("10", A, 1, "c1")
+    first.presence_add("10", A, 1, "c1")  # written again (as a replay does): counted once
+    first.presence_add("10", B, 2, "c2")
+    second.presence_add("10", A, 1, "c1")
+    assert holders(first, "10") == {"node_1:1:a": 2, "node_2:2:b": 1}
+    first.presence_remove("10", A, "c1")
+    first.presence_remove("10", A, "c1")  # removed twice: counted once
+    assert holders(first, "10") == {"node_1:1:a": 1, "node_2:2:b": 1}
+    first.presence_remove("10", B, "c2")
+    second.presence_remove("10", A, "c1")
+    assert holders(first, "10") == {}
+    assert first._redis.exists(first._keys.holders("10")) == 0  # nothing left behind
+
+
+def test_holders_of_a_dead_process_are_swept_and_replays_recount(pair):
+    first, second = pair
+    first.presence_add("10", A, 1, "c1")
+    first.presence_add("11", A, 1, "c2")
+    second.presence_add("10", B, 2, "c1")
+    second._redis.delete(second._keys.alive("node_1:1:a"))  # node_1 died
+    assert second.online("10") == [2]  # a reader drops node_1's entries on the way
+    assert second.sweep_dead_instances() == 1
+    assert (holders(second, "10"), holders(second, "11")) == ({"node_2:2:b": 1}, {})
+    second._redis.hset(second._keys.holders("10"), "node_2:2:b", 7)  # a count gone wrong
+    second.presence_add("12", B, 2, "c2")
+    second._dirty = True  # what a failed write or an outage leaves
+    second.heartbeat(Instance("node_2:2:b", "node_2", None, 2, "up"))
+    assert (holders(second, "10"), holders(second, "12")) == ({"node_2:2:b": 1}, {"node_2:2:b": 1})
 
 
 # -- placement: the node each ticket names ---------------------------------------------------------

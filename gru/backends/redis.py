@@ -7,12 +7,15 @@ Layout (every key from :class:`Keys`, under ``GRU_REDIS_PREFIX``):
 * ``handed`` hash: node → tickets that ever named it; ``seen`` hash: instance → its node's ``handed``
   at the instance's last heartbeat (what it reported includes those tickets that came)
 * ``presence:<group>`` hash: ``<instance>|<conn>`` → JSON ``[user id, user type, display id]``
+* ``holders:<group>`` hash: instance → how many of its connections ``presence:<group>`` lists, kept
+  by the presence scripts in the same step, so a broadcast reads O(processes), not O(members)
 * ``user:<type>:<id>`` hash: ``<instance>|<conn>`` → group
 * ``conns:<instance>`` set: the presence entries an instance owns, so they can be removed after it dies
 * ``last-id``: the last message id handed out
 * ``history:<stream>`` sorted set (score: id) and ``dropped:<stream>``; ``offline:<type>:<id>`` sorted set
-* channel ``socketio``: broadcasts, which every process decodes; channel ``socketio:<instance>``:
-  unicasts relayed to the one process that holds the target (see :meth:`RedisBackend.unicast`)
+* channel ``socketio:<instance>``: messages relayed to one process, a unicast to each process holding
+  the target, a broadcast to each process holding a member of the group (see :meth:`RedisBackend.broadcast`);
+  channel ``socketio``: python-socketio's own messages between processes (no Gru message goes there)
 
 Reads filter out entries of dead instances, so a crashed node's users leave every online list
 within ``node_ttl`` seconds; a janitor then deletes what the dead instance left behind. Each
@@ -187,29 +190,75 @@ end
 return {'sent', id}
 """
 
-# KEYS: last-id, history, dropped, presence of the group. ARGV: 1 id floor, 2 body without id,
-# 3 history size (0: none), 4 history ttl ms, 5 history min id, 6 shared channel, 7/8 relay envelope
-# head/tail, 9 deadline (Unix ms, 0: none), 10 alive-key prefix, 11 instance-channel prefix, 12 own instance.
+# A broadcast goes to the instance channel of each other live process holding a member of the group
+# (read from ``holders:<group>``, one field per process), so a process pays only for its own groups.
+# A member whose presence was written before the script runs is reached: its process is a holder.
+# KEYS: last-id, history, dropped, holders of the group. ARGV: 1 id floor, 2 body without id,
+# 3 history size (0: none), 4 history ttl ms, 5 history min id, 6/7 relay envelope head/tail,
+# 8 deadline (Unix ms, 0: none), 9 alive-key prefix, 10 instance-channel prefix, 11 own instance.
 BROADCAST = KEEP + NEW_MESSAGE + GUARDS + """
-if late(ARGV[9]) then
+if late(ARGV[8]) then
   return {'late', '0'}
 end
-local owners = {}
-for _, field in ipairs(redis.call('HKEYS', KEYS[4])) do
-  local owner = string.sub(field, 1, (string.find(field, '|', 1, true) or (#field + 1)) - 1)
-  if owners[owner] == nil then
-    owners[owner] = redis.call('EXISTS', ARGV[10] .. owner) == 1
-  end
+local holders = {}
+for _, owner in ipairs(redis.call('HKEYS', KEYS[4])) do
+  holders[owner] = redis.call('EXISTS', ARGV[9] .. owner) == 1
 end
-if unreachable(owners, ARGV[12], ARGV[11]) then
+if unreachable(holders, ARGV[11], ARGV[10]) then
   return {'unreachable', '0'}
 end
 local id, body = new_message(KEYS[1], ARGV[1], ARGV[2])
 if ARGV[3] ~= '0' then
   keep(KEYS[2], KEYS[3], id, body, tonumber(ARGV[3]), ARGV[4], ARGV[5])
 end
-redis.call('PUBLISH', ARGV[6], ARGV[7] .. body .. ARGV[8])
+local relay = ARGV[6] .. body .. ARGV[7]
+for owner, live in pairs(holders) do
+  if live and owner ~= ARGV[11] then
+    redis.call('PUBLISH', ARGV[10] .. owner, relay)
+  end
+end
 return {'sent', id}
+"""
+
+# One connection's presence entry, with its process's count in ``holders:<group>`` moved only when
+# the entry itself appears or goes (so writing an entry twice, as a replay does, counts it once).
+# KEYS: presence of the group, user, conns of the instance, holders of the group.
+# ARGV: 1 field, 2 presence value, 3 group, 4 conns member, 5 instance.
+PRESENCE_ADD = """
+if redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('HINCRBY', KEYS[4], ARGV[5], 1)
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[4])
+return 1
+"""
+
+# The same KEYS; ARGV: 1 field, 2 conns member, 3 instance.
+PRESENCE_REMOVE = """
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 and redis.call('HINCRBY', KEYS[4], ARGV[3], -1) <= 0 then
+  redis.call('HDEL', KEYS[4], ARGV[3])
+end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('SREM', KEYS[3], ARGV[2])
+return 1
+"""
+
+# An instance's count in ``holders:<group>`` from the presence hash itself (after a replay, where
+# entries of this process may have been dropped by readers that took it for dead).
+# KEYS: presence of the group, holders of the group. ARGV: 1 instance.
+HOLDERS_RECOUNT = """
+local prefix, count = ARGV[1] .. '|', 0
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(field, 1, #prefix) == prefix then
+    count = count + 1
+  end
+end
+if count > 0 then
+  redis.call('HSET', KEYS[2], ARGV[1], count)
+else
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
+return count
 """
 
 OFFLINE_TAKE = """
@@ -302,6 +351,9 @@ class Keys:
 
     def presence(self, group: str) -> str:
         return self.key("presence", group)
+
+    def holders(self, group: str) -> str:
+        return self.key("holders", group)
 
     def user(self, user: UserKey) -> str:
         return f"{self.prefix}:user:{user.type}:{user.id}"
@@ -403,7 +455,7 @@ def bare(user: UserKey) -> tuple[bytes, bytes]:
 
 
 def bare_group(group: str, sender_conn: str | None) -> tuple[bytes, bytes]:
-    """Relay a broadcast's body as it is (for tools and tests that read the shared channel themselves)."""
+    """Relay a broadcast's body as it is (for tools and tests that read instance channels themselves)."""
     return b"", b""
 
 
@@ -412,7 +464,7 @@ class RedisBackend(Backend):
 
     ``envelope`` gives the text around a unicast's body that makes it, on the instance channel of
     a process holding the target, a delivery to that user's connections; ``group_envelope`` does
-    the same for a broadcast on the shared channel. Both come from the socket layer, so the
+    the same for a broadcast, to the group's connections. Both come from the socket layer, so the
     backend relays messages without knowing their wire format.
     """
 
@@ -427,11 +479,13 @@ class RedisBackend(Backend):
         self._lane = Lane(client)  # the per-message scripts
         self._reply_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
         self._last_id, self._alive_prefix, self._channel_prefix = keys.last_id, keys.alive(""), keys.instance_channel("")
-        self._channel = keys.channel
         self._allocate = client.register_script(ALLOCATE_ID)
         self._history_append = client.register_script(HISTORY_APPEND)
         self._unicast = client.register_script(UNICAST)
         self._broadcast = client.register_script(BROADCAST)
+        self._presence_add, self._presence_remove = client.register_script(PRESENCE_ADD), \
+            client.register_script(PRESENCE_REMOVE)
+        self._holders_recount = client.register_script(HOLDERS_RECOUNT)
         self._offline_take = client.register_script(OFFLINE_TAKE)
         self._heartbeat, self._place = client.register_script(HEARTBEAT), client.register_script(PLACE)
         self._lock = threading.Lock()
@@ -447,14 +501,14 @@ class RedisBackend(Backend):
             raise BackendUnavailable(f"message id: {_describe(exc)}") from None
 
     def broadcast(self, message: Broadcast) -> int:
-        """One script: id, history, and the publish on the shared channel (this process's own
-        subscriber skips it: the envelope names this process as the sender)."""
+        """One script: id, history, and a publish on the instance channel of each *other* live
+        process holding a member of the group (this process serves its own members itself)."""
         kept = message.kept
         stream = kept.stream if kept is not None else ""
         head, tail = self._group_envelope(message.group, message.sender_conn)
-        keys = [self._last_id, self._keys.history(stream), self._keys.dropped(stream), self._keys.presence(message.group)]
+        keys = [self._last_id, self._keys.history(stream), self._keys.dropped(stream), self._keys.holders(message.group)]
         args = [message.floor, _encode(message.body), kept.size if kept else 0, int(kept.ttl * 1000) if kept else 0,
-                kept.min_id if kept else 0, self._channel, head, tail, self._deadline(), self._alive_prefix,
+                kept.min_id if kept else 0, head, tail, self._deadline(), self._alive_prefix,
                 self._channel_prefix, self._instance]
         outcome, message_id = self._read(lambda: self._lane.evalsha(self._broadcast, keys, args))
         _check_outcome(outcome)
@@ -489,12 +543,12 @@ class RedisBackend(Backend):
     def presence_add(self, group: str, user: UserKey, display_id: UserId, conn_id: str) -> None:
         with self._lock:
             self._mine[conn_id] = (group, user, display_id)
-        self._write(lambda pipe: self._add_entry(pipe, conn_id, group, user, display_id))
+        self._write(self._presence_add, self._added(conn_id, group, user, display_id))
 
     def presence_remove(self, group: str, user: UserKey, conn_id: str) -> None:
         with self._lock:
             self._mine.pop(conn_id, None)
-        self._write(lambda pipe: self._remove_entry(pipe, self._instance, conn_id, group, user))
+        self._write(self._presence_remove, self._removed(self._instance, conn_id, group, user))
 
     def online(self, group: str) -> list[UserId]:
         entries = self._read(lambda: self._redis.hgetall(self._keys.presence(group)))
@@ -556,17 +610,21 @@ class RedisBackend(Backend):
         entries = [json.loads(item) for item in raw]
         return [body for expire_at, body in entries if expire_at > now_ms]
 
-    def _add_entry(self, pipe, conn_id: str, group: str, user: UserKey, display_id: UserId) -> None:
+    def _added(self, conn_id: str, group: str, user: UserKey, display_id: UserId) -> tuple[list, list]:
+        """Keys and arguments of :data:`PRESENCE_ADD` for one of this process's connections."""
         field = f"{self._instance}|{conn_id}"
-        pipe.hset(self._keys.presence(group), field, json.dumps([user.id, user.type, display_id]))
-        pipe.hset(self._keys.user(user), field, group)
-        pipe.sadd(self._keys.conns(self._instance), json.dumps([conn_id, group, user.id, user.type]))
+        keys = self._entry_keys(self._instance, group, user)
+        return keys, [field, json.dumps([user.id, user.type, display_id]), group,
+                      json.dumps([conn_id, group, user.id, user.type]), self._instance]
 
-    def _remove_entry(self, pipe, instance: str, conn_id: str, group: str, user: UserKey) -> None:
-        field = f"{instance}|{conn_id}"
-        pipe.hdel(self._keys.presence(group), field)
-        pipe.hdel(self._keys.user(user), field)
-        pipe.srem(self._keys.conns(instance), json.dumps([conn_id, group, user.id, user.type]))
+    def _removed(self, instance: str, conn_id: str, group: str, user: UserKey) -> tuple[list, list]:
+        """Keys and arguments of :data:`PRESENCE_REMOVE` for a connection of ``instance``."""
+        keys = self._entry_keys(instance, group, user)
+        return keys, [f"{instance}|{conn_id}", json.dumps([conn_id, group, user.id, user.type]), instance]
+
+    def _entry_keys(self, instance: str, group: str, user: UserKey) -> list[str]:
+        keys = self._keys
+        return [keys.presence(group), keys.user(user), keys.conns(instance), keys.holders(group)]
 
     def _split_by_liveness(self, entries: dict[bytes, bytes]) -> tuple[dict, list]:
         """Separate hash entries of live instances from those of dead ones."""
@@ -645,9 +703,13 @@ class RedisBackend(Backend):
     def _sweep(self, instance_id: str) -> None:
         members = self._read(lambda: self._redis.smembers(self._keys.conns(instance_id)))
         pipe = self._redis.pipeline(transaction=False)
+        groups = set()
         for member in members:
             conn_id, group, user_id, user_type = json.loads(member)
-            self._remove_entry(pipe, instance_id, conn_id, group, UserKey(user_id, user_type))
+            self._presence_remove(*self._removed(instance_id, conn_id, group, UserKey(user_id, user_type)), client=pipe)
+            groups.add(group)
+        for group in groups:  # also where readers already dropped its entries (they saw it dead)
+            pipe.hdel(self._keys.holders(group), instance_id)
         pipe.delete(self._keys.conns(instance_id))
         pipe.hdel(self._keys.instances, instance_id)
         pipe.hdel(self._keys.seen, instance_id)
@@ -661,12 +723,19 @@ class RedisBackend(Backend):
         try:
             stored = self._redis.smembers(self._keys.conns(self._instance))
             pipe = self._redis.pipeline(transaction=False)
+            groups = set()
             for member in stored:
                 conn_id, group, user_id, user_type = json.loads(member)
+                groups.add(group)
                 if conn_id not in mine:
-                    self._remove_entry(pipe, self._instance, conn_id, group, UserKey(user_id, user_type))
+                    self._presence_remove(*self._removed(self._instance, conn_id, group, UserKey(user_id, user_type)),
+                                          client=pipe)
             for conn_id, (group, user, display_id) in mine.items():
-                self._add_entry(pipe, conn_id, group, user, display_id)
+                groups.add(group)
+                self._presence_add(*self._added(conn_id, group, user, display_id), client=pipe)
+            for group in groups:
+                self._holders_recount([self._keys.presence(group), self._keys.holders(group)], [self._instance],
+                                      client=pipe)
             pipe.execute()
         except redis.RedisError as exc:
             self._dirty = True
@@ -677,12 +746,10 @@ class RedisBackend(Backend):
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _write(self, fill) -> None:
-        """Run presence writes in one round trip; on failure keep them for the next replay."""
+    def _write(self, script, keys_and_args: tuple[list, list]) -> None:
+        """Run a presence script on the lane; on failure keep the change for the next replay."""
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            fill(pipe)
-            pipe.execute()
+            self._lane.evalsha(script, *keys_and_args)
         except redis.RedisError as exc:
             log.warning("presence write failed, will replay when Redis is back: %s", exc)
             self._dirty = True

@@ -7,12 +7,12 @@ message and the sender gets an error instead of a false success. Replies to the 
 instead of backing off to a minute, so a node is whole again soon after Redis returns.
 
 Messages are relayed by the backend, in the same step that gives them an id and keeps them for
-recovery: a unicast on the instance channel of each other process holding the target (wrapped
-in :func:`relay_envelope`), a broadcast on the shared channel (wrapped in :func:`group_envelope`,
-which names this process as the sender so its own subscriber skips it); :meth:`_handle_emit`
-takes both as emits. An emit to a user's or a group's room here only serves this process's
-connections. Each process subscribes to the shared channel and to its own instance channel, in one
-command on one connection; the backend's scripts refuse a message for a process not subscribed.
+recovery, on the instance channel of each other process holding a recipient: a unicast wrapped in
+:func:`relay_envelope`, a broadcast in :func:`group_envelope` (so a process decodes only the
+broadcasts of groups it holds members of); :meth:`_handle_emit` takes both as emits. An emit to a
+user's or a group's room here only serves this process's connections. Each process subscribes to
+its own instance channel and to the shared one (python-socketio's other messages), in one command
+on one connection; the backend's scripts refuse a message for a process not subscribed.
 
 Behind Sentinel the subscription must sit on the master, where the scripts publish: redis-py's
 pub/sub reconnects by itself and may land on a demoted master (now a replica) during a failover,
@@ -54,8 +54,8 @@ def relay_envelope(user: UserKey) -> tuple[bytes, bytes]:
 
 
 def group_envelope(host_id: str):
-    """The ``(group, sender connection) → (head, tail)`` envelope of broadcasts on the shared
-    channel: an emit to the group's room from process ``host_id`` (whose own subscriber skips it)."""
+    """The ``(group, sender connection) → (head, tail)`` envelope of broadcasts relayed to other
+    processes: an emit to the group's room from process ``host_id``, skipping the sender's connection."""
     host = fastjson.dumps(host_id).encode()
 
     @functools.lru_cache(maxsize=4096)
