@@ -1,7 +1,8 @@
 """Messages from one sender reach each receiver in the order the server accepted them, whatever the
 receiver's transport, also when the receiver reads slowly: several publishers push 3 KB broadcasts
 while the receiver, with a small receive buffer, first reads nothing (the server has to queue more
-than the kernel holds) and then keeps falling behind and catching up."""
+than the kernel holds) and then keeps falling behind and catching up. Across a recovery, a message
+whose live copy is still on its way when the history is read arrives once, in its place."""
 
 from __future__ import annotations
 
