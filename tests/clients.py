@@ -19,6 +19,7 @@ from collections import defaultdict, deque
 from pathlib import Path
 from typing import Any
 
+import engineio
 import socketio
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -148,15 +149,30 @@ class Client(ABC):
         """Current engine.io transport ("polling"/"websocket"), None when not connected."""
 
 
+class InOrderEngineClient(engineio.Client):
+    """python-engineio runs every message handler in a new thread, so events that arrive back to
+    back can be recorded out of order; the tests check the server's order, so messages are
+    handled on the reading thread, as they arrive (the legacy puppet does the same)."""
+
+    def _trigger_event(self, event, *args, **kwargs):
+        kwargs["run_async"] = False
+        return super()._trigger_event(event, *args, **kwargs)
+
+
+class InOrderClient(socketio.Client):
+    def _engineio_client_class(self):
+        return InOrderEngineClient
+
+
 class PythonClient(Client):
-    """python-socketio's threaded client, without reconnection."""
+    """python-socketio's threaded client, without reconnection; events recorded in arrival order."""
 
     kind = "python"
     _names = itertools.count(1)
 
     def __init__(self) -> None:
         super().__init__(f"py{next(self._names)}")
-        self._sio = socketio.Client(reconnection=False)
+        self._sio = InOrderClient(reconnection=False)
         self._sio.on("*", lambda event, *args: self._on_event(event, args))
         self._sio.on("connect", self._on_connect)
         self._sio.on("disconnect", lambda reason=None: self._on_disconnect(str(reason)))

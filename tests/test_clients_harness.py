@@ -107,6 +107,17 @@ def test_events_are_fifo_binary_survives_and_received_drains(new_client, echo_se
 
 
 @pytest.mark.parametrize("kind", CLIENT_KINDS)
+def test_events_that_arrive_while_the_test_holds_the_inbox_keep_their_order(new_client, echo_server, kind) -> None:
+    client = new_client(kind)
+    client.connect(echo_server.url)
+    with client._cond:  # the test is busy with the inbox while the answers arrive back to back
+        for i in range(100):
+            client.emit("echo", i)
+        time.sleep(0.5)
+    assert [client.wait_for("echo_result") for _ in range(100)] == list(range(100))
+
+
+@pytest.mark.parametrize("kind", CLIENT_KINDS)
 def test_wait_for_timeout_names_client_and_event(new_client, echo_server, kind) -> None:
     client = new_client(kind)
     client.connect(echo_server.url)
