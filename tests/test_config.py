@@ -119,3 +119,30 @@ def test_every_setting_is_documented_in_the_readme():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     missing = [f"GRU_{name.upper()}" for name in Settings.model_fields if f"`GRU_{name.upper()}`" not in readme]
     assert missing == []
+
+
+def test_production_accepts_a_token1_secret_longer_than_the_minimum():
+    settings = Settings.from_env(PRODUCTION | {"GRU_TOKEN1_SECRET": "k" * 64})
+    assert settings.token1_secret.get_secret_value() == "k" * 64
+
+
+@pytest.mark.parametrize("env", [{}, {"GRU_CORS_ORIGINS": "*"}, {"GRU_CORS_ORIGINS": " * "}])
+def test_development_allows_every_origin_by_default(env):
+    settings = Settings.from_env(env)
+    assert settings.cors_allowed == "*"
+    assert settings.origin_allowed("https://anything.example")
+    assert settings.origin_allowed(None, own_origin="http://127.0.0.1:30000")
+
+
+@pytest.mark.parametrize("value", [",", " , ", "'quoted'", "!x"])
+def test_an_origin_list_without_a_star_never_allows_every_origin(value):
+    settings = Settings.from_env({"GRU_CORS_ORIGINS": value})
+    assert settings.cors_allowed != "*"
+    assert not settings.origin_allowed("https://evil.example")
+
+
+def test_a_page_of_gru_itself_is_allowed_and_a_page_without_origin_too():
+    settings = Settings.from_env({"GRU_CORS_ORIGINS": "https://school.example"})
+    own = "".join(["http://127.0.0.1", ":30000"])  # built per request from its Host, never the same object
+    assert settings.origin_allowed("http://127.0.0.1:30000", own_origin=own)
+    assert settings.origin_allowed(None, own_origin=own)

@@ -1,10 +1,12 @@
 """Sessions, presence and messaging rules, on the memory backend with a recording delivery port."""
 
 import pytest
+import redis
 
 from gru.backends.memory import MemoryBackend
+from gru.backends.redis import Keys, RedisBackend
 from gru.errors import Code, GruError
-from gru.models import UserKey
+from gru.models import Instance, UserKey
 from gru.services.history import History
 from gru.services.ids import IdAllocator
 from gru.services.messaging import Messaging
@@ -27,10 +29,10 @@ class RecordingDelivery:
 
 
 class World:
-    def __init__(self, max_content=100, scope="group"):
+    def __init__(self, max_content=100, scope="group", backend=None):
         self.now = 1_800_000_000.0
         clock = lambda: self.now  # noqa: E731
-        self.backend = MemoryBackend(clock=clock)
+        self.backend = backend or MemoryBackend(clock=clock)
         self.tokens = TokenService("k" * 32, ttl=3600, clock=clock)
         self.presence = Presence(self.backend, online_scope=scope)
         self.sessions = Sessions(self.tokens, self.presence, TYPES)
@@ -234,3 +236,95 @@ def test_recovery_says_when_history_no_longer_reaches_back(world):
     assert [m["content"] for m in missed] == ["3", "4", "5", "6", "7"] and complete is False
     world.now += 61  # older than the history's time to live
     assert world.history.missed(receiver, missed[-1]["id"]) == ([], False)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def any_world(request):
+    """A world on either backend: outcomes that come back from Redis are decoded text, not constants."""
+    if request.param == "memory":
+        yield World()
+        return
+    client = redis.Redis.from_url(request.getfixturevalue("redis_server").url, socket_timeout=1)
+    backend = RedisBackend(client, Keys(request.getfixturevalue("redis_prefix")), "node_1:1:a", 30)
+    backend.heartbeat(Instance("node_1:1:a", "node_1", None, 0, "up"))
+    yield World(backend=backend)
+    backend.close()
+
+
+def test_each_unicast_outcome_reaches_the_sender(any_world):
+    world = any_world
+    world.auth("c5", 5)
+    world.sessions.end("c5")  # user 5: last seen in the sender's group
+    world.auth("c6", 6, group=99)  # user 6: online in another group
+    world.auth("c2", 2)
+    sender, _ = world.auth("c1", 1)
+
+    def send(user_id, **extra):
+        return world.messaging.send(sender, {"type": 0, "target": {"id": user_id, "type": 1}, "content": "x"} | extra)
+
+    sent = send(2)
+    assert not sent.queued and world.delivery.sent[-1][:2] == ("user", UserKey("2", 1))
+    queued = send(5, expire=60)
+    assert queued.queued and queued.expire_time == queued.create_time + 60_000
+    for user_id, code in ((5, Code.TARGET_OFFLINE), (6, Code.FORBIDDEN)):
+        with pytest.raises(GruError) as info:
+            send(user_id)
+        assert info.value.code is code
+    assert len(world.delivery.sent) == 1  # only the delivered one
+
+
+def test_scope_any_read_from_the_environment_allows_other_groups():
+    world = World(scope="".join(["an", "y"]))  # not the interned literal, as when read from a variable
+    sender, _ = world.auth("c1", 1)
+    world.auth("c2", 2, group=99)
+    assert not world.messaging.send(sender, {"type": 0, "target": {"id": 2, "type": 1}, "content": "hi"}).queued
+
+
+@pytest.mark.parametrize(("expire", "queued"), [(0, None), (None, None), (1, 1000), (3600, 3_600_000)])
+def test_expire_from_one_second_to_the_maximum_queues_and_0_or_none_does_not(world, expire, queued):
+    world.auth("c2", 2)
+    world.sessions.end("c2")
+    sender, _ = world.auth("c1", 1)
+    payload = {"type": 0, "target": {"id": 2, "type": 1}, "content": "x", "expire": expire}
+    if queued is None:
+        with pytest.raises(GruError) as info:
+            world.messaging.send(sender, payload)
+        assert info.value.code is Code.TARGET_OFFLINE  # accepted as "do not wait", not refused as a bad field
+    else:
+        message = world.messaging.send(sender, payload)
+        assert message.queued and message.expire_time - message.create_time == queued
+
+
+def test_a_system_unicast_without_expire_to_an_offline_user_is_an_error(world):
+    world.auth("c2", 2)
+    world.sessions.end("c2")
+    sender, _ = world.auth("c1", 1)
+    with pytest.raises(GruError) as info:
+        world.messaging.publish(sender, "x", UserKey("2", 1))
+    assert info.value.code is Code.TARGET_OFFLINE
+
+
+def test_expire_on_a_broadcast_is_ignored(world):
+    sender, _ = world.auth("c1", 1)
+    message = world.messaging.send(sender, {"type": 1, "content": "x", "expire": "never"})
+    assert world.delivery.sent[-1][3]["expireTime"] == 0 and message.expire_time == 0
+
+
+@pytest.mark.parametrize(("limit", "content", "fits"), [
+    (100, "x" * 26, True),  # more characters than a quarter of the limit: bytes are counted
+    (100, "é" * 50, True),  # 100 bytes
+    (100, "😀" * 25, True),  # 100 bytes
+    (100, "😀" * 26, False),  # 104 bytes in 26 characters
+    (3, "😀", False),  # one character, four bytes
+    (3, "é", True),
+])
+def test_content_is_measured_in_utf8_bytes(limit, content, fits):
+    world = World(max_content=limit)
+    sender, _ = world.auth("c1", 1)
+    if fits:
+        world.messaging.send(sender, {"type": 1, "content": content})
+        assert world.delivery.sent[-1][3]["content"] == content
+    else:
+        with pytest.raises(GruError) as info:
+            world.messaging.send(sender, {"type": 1, "content": content})
+        assert info.value.code is Code.CONTENT_TOO_LARGE and world.delivery.sent == []

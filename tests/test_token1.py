@@ -9,8 +9,13 @@ import pytest
 import requests
 from conftest import start_gru
 
+from gru.backends.memory import MemoryBackend
 from gru.errors import Code, GruError
-from gru.services.token1 import AcceptVerifier, HmacVerifier, HttpVerifier, sign_token1
+from gru.models import Instance
+from gru.services.nodes import NodeDirectory
+from gru.services.tickets import TicketService
+from gru.services.token1 import AcceptVerifier, HmacVerifier, HttpVerifier, Token1Verifier, sign_token1
+from gru.services.tokens import TokenService
 
 NOW = 1_800_000_000
 
@@ -90,8 +95,9 @@ class BusinessSystem(BaseHTTPRequestHandler):
         token = body["token1"]
         if token == "slow":
             time.sleep(2)
-        status, answer = {"good": (200, {"valid": True}), "bad": (200, {"valid": False}),
-                          "denied": (403, {}), "broken": (500, {}), "notjson": (200, None)}.get(token, (200, {}))
+        status, answer = {"good": (200, {"valid": True}), "bad": (200, {"valid": False}), "one": (200, {"valid": 1}),
+                          "text": (200, {"valid": "true"}), "denied": (403, {}), "unauthorized": (401, {}),
+                          "broken": (500, {}), "notjson": (200, None)}.get(token, (200, {}))
         self.send_response(status)
         self.end_headers()
         self.wfile.write(b"<html>" if answer is None else json.dumps(answer).encode())
@@ -119,7 +125,8 @@ def test_http_accepts_when_the_business_system_says_valid(business_url):
 
 
 @pytest.mark.parametrize(("token1", "code"), [
-    ("bad", Code.TOKEN1_REJECTED), ("denied", Code.TOKEN1_REJECTED),
+    ("bad", Code.TOKEN1_REJECTED), ("denied", Code.TOKEN1_REJECTED), ("unauthorized", Code.TOKEN1_REJECTED),
+    ("missing", Code.TOKEN1_REJECTED), ("one", Code.TOKEN1_REJECTED), ("text", Code.TOKEN1_REJECTED),  # only true
     ("broken", Code.UNAVAILABLE), ("notjson", Code.UNAVAILABLE), ("slow", Code.UNAVAILABLE),
 ])
 def test_http_maps_the_business_systems_answer(business_url, token1, code):
@@ -134,3 +141,22 @@ def test_http_unreachable_business_system_is_unavailable():
     with pytest.raises(GruError) as info:
         HttpVerifier("http://127.0.0.1:9/verify", timeout=0.5).verify("1", 0, "a", "good")
     assert info.value.code is Code.UNAVAILABLE
+
+
+def test_a_verifier_that_does_not_implement_verify_cannot_be_made():
+    class Forgetful(Token1Verifier):  # a custom verifier missing its check must not accept everyone
+        name = "forgetful"
+
+    with pytest.raises(TypeError):
+        Forgetful()
+
+
+def test_token1_up_to_4096_characters_reaches_the_verifier_and_longer_is_refused():
+    backend = MemoryBackend()
+    backend.heartbeat(Instance("node_1:1:a", "node_1", "http://127.0.0.1:1", 0, "up"))
+    tickets = TicketService(AcceptVerifier(), TokenService("k" * 32, ttl=60), NodeDirectory(backend), {1: "STUDENT"})
+    query = {"userType": "1", "userName": "a", "userId": "123"}
+    assert tickets.issue(query | {"token1": "t" * 4096}, "http://127.0.0.1:1")["token"]
+    with pytest.raises(GruError) as info:
+        tickets.issue(query | {"token1": "t" * 4097}, "http://127.0.0.1:1")
+    assert info.value.code is Code.BAD_REQUEST and "4096" in info.value.message

@@ -85,3 +85,61 @@ def test_rotated_keys_verify_old_tokens_and_sign_with_the_new_key():
     assert TokenService(new_key, ttl=60, clock=clock).verify(new_token).user_id == "2"
     with pytest.raises(GruError):
         TokenService(old_key, ttl=60, clock=clock).verify(new_token)
+
+
+@pytest.mark.parametrize("now", [1_800_000_000.0, 1_800_000_063.9])
+def test_a_token_is_valid_for_exactly_its_time_to_live(now):
+    clock = Clock(now)
+    tokens = TokenService("k" * 32, ttl=60, clock=clock)
+    token, identity = tokens.issue("123", 1, "a")
+    assert identity.expires_at == int(now) + 60
+    clock.now = int(now) + 59.999
+    assert tokens.verify(token) == identity
+    clock.now = int(now) + 60  # the second it expires, it is refused
+    with pytest.raises(GruError) as info:
+        tokens.verify(token)
+    assert info.value.code is Code.TOKEN_EXPIRED
+
+
+def test_expiry_follows_the_services_clock_not_the_hosts():
+    clock = Clock(1_000_000_000.0)  # long before the host's time
+    tokens = TokenService("k" * 32, ttl=60, clock=clock)
+    token, identity = tokens.issue("123", 1, "a")
+    assert tokens.verify(token) == identity
+    clock.now += 60
+    with pytest.raises(GruError) as info:
+        tokens.verify(token)
+    assert info.value.code is Code.TOKEN_EXPIRED  # told "expired", not "invalid"
+
+
+def _token_of_length(tokens, length):
+    """A token the service signed whose text is exactly ``length`` characters (the name pads it)."""
+    for size in range(length):
+        token, _ = tokens.issue("1", 1, "n" * size)
+        if len(token) >= length:
+            assert len(token) == length, f"no token of {length} characters"
+            return token
+    raise AssertionError("unreachable")
+
+
+def test_tokens_up_to_4096_characters_are_accepted_and_longer_ones_refused():
+    tokens = TokenService("k" * 32, ttl=60, clock=Clock())
+    assert tokens.verify(_token_of_length(tokens, 4096)).user_id == "1"
+    with pytest.raises(GruError) as info:
+        tokens.verify(_token_of_length(tokens, 4097))  # signed, yet too long to be read at all
+    assert info.value.code is Code.TOKEN_INVALID and "malformed" in info.value.message
+
+
+@pytest.mark.parametrize("claims", [
+    {"utp": 1},  # no name
+    {"nam": "a"},  # no type
+    {"utp": None, "nam": "a"},
+    {"utp": "teacher", "nam": "a"},
+    {"utp": 1, "nam": "a", "exp": "soon"},
+], ids=["no-name", "no-type", "null-type", "text-type", "text-exp"])
+def test_a_signed_token_with_incomplete_claims_is_invalid_not_a_crash(claims):
+    tokens = TokenService("k" * 32, ttl=60, clock=Clock())
+    token = jwt.encode({"iss": "gru", "sub": "1", "exp": 1_800_000_060} | claims, "k" * 32, algorithm="HS256")
+    with pytest.raises(GruError) as info:
+        tokens.verify(token)
+    assert info.value.code is Code.TOKEN_INVALID

@@ -24,7 +24,7 @@ class Messaging:
     """The rules of sending: who may send what to whom."""
 
     def __init__(self, backend: Backend, ids: IdAllocator, delivery: Delivery, history: History,
-                 user_types: dict[int, str], max_content: int, max_expire: int = 7 * 86400,
+                 user_types: dict[int, str], max_content: int, max_expire: int,
                  unicast_scope: str = "group") -> None:
         self._backend = backend
         self._ids = ids
