@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 
 import pytest
@@ -461,3 +464,75 @@ def test_a_burst_of_concurrent_calls_waits_for_pooled_connections_instead_of_fai
         results = list(pool.map(join, range(calls)))
     assert len(results) == calls
     assert sorted(backend.online("burst")) == list(range(calls))
+
+
+# -- message scripts: the node's deadline and the history's time to live ---------------------------
+
+
+def stall(server, seconds: float):
+    """Stop redis-server for ``seconds``: it keeps its connections and runs what they queued afterwards."""
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    resume = threading.Timer(seconds, os.kill, (server.proc.pid, signal.SIGCONT))
+    resume.start()
+    return resume
+
+
+def sender(server, prefix: str, reply_timeout: float | None, kind: str):
+    """A process's backend whose Redis replies may take ``reply_timeout`` seconds, and a way to send
+    one message of ``kind`` to group 10 (where user A is online)."""
+    client = redis.Redis.from_url(server.url, socket_timeout=reply_timeout)
+    backend = RedisBackend(client, Keys(prefix), "node_1:1:a", 30)
+    backend.heartbeat(Instance("node_1:1:a", "node_1", None, 1, "up"))
+    backend.presence_add("10", A, 1, "c1")
+
+    def send(content: str) -> None:
+        if kind == "broadcast":
+            backend.broadcast(Broadcast("10", {"content": content}, 0, Kept("g:10", 10, 60, 0)))
+        else:
+            assert backend.unicast(unicast(A, {"content": content})).outcome == SENT
+
+    stream = "g:10" if kind == "broadcast" else "u:1:1"
+    return backend, send, lambda: [m["content"] for m in backend.history_since([stream], 0, 0)[0]]
+
+
+@pytest.mark.parametrize("kind", ["broadcast", "unicast"])
+def test_a_message_reaching_redis_after_the_nodes_deadline_is_refused_and_not_kept(redis_server, redis_prefix, kind):
+    """Replies wait 0.4 s, so a script must refuse what it runs later than 0.2 s after the send
+    (half the wait is left for the reply's way back): the node has answered -14 by then."""
+    backend, send, kept = sender(redis_server, redis_prefix, 0.4, kind)
+    send("in time")  # runs at once, well before the deadline
+    resume = stall(redis_server, 0.3)  # runs 0.3 s after the send: too late
+    try:
+        with pytest.raises(BackendUnavailable):
+            send("late")
+    finally:
+        resume.join()
+    assert kept() == ["in time"]
+    backend.close()
+
+
+@pytest.mark.parametrize("kind", ["broadcast", "unicast"])
+def test_without_a_reply_timeout_a_stalled_redis_delays_messages_but_refuses_none(redis_server, redis_prefix, kind):
+    backend, send, kept = sender(redis_server, redis_prefix, None, kind)
+    resume = stall(redis_server, 0.3)
+    try:
+        send("slow")
+    finally:
+        resume.join()
+    assert kept() == ["slow"]
+    backend.close()
+
+
+def test_history_lives_exactly_its_time_to_live(redis_server, redis_prefix):
+    """GRU_HISTORY_TTL to the second, whichever way a message is kept (what Redis holds, in ms)."""
+    backend = redis_backend(redis_server.url, redis_prefix, "node_1:1:a", ttl=30)
+    backend.presence_add("10", A, 1, "c1")
+    hour = 3600
+    backend.broadcast(Broadcast("10", {"content": "b"}, 0, Kept("g:10", 1, hour, 0)))
+    backend.broadcast(Broadcast("10", {"content": "b"}, 0, Kept("g:10", 1, hour, 0)))  # drops the first
+    backend.unicast(Unicast(A, {"content": "u"}, 0, Kept("u:1:1", 10, hour, 0), None, 0, 5))
+    backend.history_append("g:11", 10**15, {"id": 10**15}, size=10, ttl=hour, min_id=0)
+    keys = backend._keys
+    for key in (keys.history("g:10"), keys.dropped("g:10"), keys.history("u:1:1"), keys.history("g:11")):
+        assert hour * 1000 - 1000 < backend._redis.pttl(key) <= hour * 1000, key
+    backend.close()

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import queue
+import threading
+import time
+
+import pytest
+import redis
 
 from gru.models import UserKey
-from gru.sockets.manager import group_envelope, is_relayed_room, relay_envelope
+from gru.sockets import manager as manager_module
+from gru.sockets.manager import GruRedisManager, group_envelope, is_relayed_room, relay_envelope
 from gru.sockets.rooms import group_room, user_room
 
 
@@ -28,3 +37,93 @@ def test_a_relay_is_an_emit_message_to_the_users_room():
     message = json.loads(head + b'{"id":1,"content":"hi"}' + tail)
     assert message == {"method": "emit", "event": "msg", "namespace": "/", "room": 'u:1:a"b', "skip_sid": None,
                        "callback": None, "binary": False, "host_id": None, "data": [{"id": 1, "content": "hi"}]}
+
+
+class Pauses:
+    """The subscriber's clock: each pause is recorded instead of slept, and ``at[n]`` runs at the n-th."""
+
+    def __init__(self, at: dict) -> None:
+        self.slept: list[float] = []
+        self.at = at
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.at.pop(len(self.slept), lambda: None)()
+
+    @staticmethod
+    def monotonic() -> float:
+        return time.monotonic()
+
+
+class Stop(Exception):
+    """Ends the listener of a test."""
+
+
+def stop():
+    raise Stop
+
+
+@pytest.fixture
+def listener(redis_server, redis_prefix, monkeypatch, caplog):
+    """A manager's subscriber running in a thread, what it takes in a queue, its pauses recorded."""
+    caplog.set_level(logging.INFO, logger="gru.sockets.manager")
+    pauses = Pauses({})
+    monkeypatch.setattr(manager_module, "time", pauses)
+    manager = GruRedisManager(redis_server.url, channel=f"{redis_prefix}:socketio",
+                              instance_channel=f"{redis_prefix}:socketio:node_1:1:a")
+    received: queue.Queue = queue.Queue()
+
+    def listen():
+        with contextlib.suppress(Stop):
+            for data in manager._listen():
+                received.put(data)
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    yield manager, pauses, received
+    pauses.at = {n: stop for n in range(len(pauses.slept) + 1, len(pauses.slept) + 100)}
+    client = redis.Redis.from_url(redis_server.url)
+    client.client_kill_filter(_type="pubsub")
+    client.close()
+    thread.join(5)
+
+
+def delivered(redis_url: str, channel: str, received: queue.Queue, data: bytes, within: float = 5) -> bool:
+    """Whether ``data`` published on ``channel`` reaches the subscriber (published again until it does)."""
+    client = redis.Redis.from_url(redis_url, socket_timeout=1)
+    deadline = time.monotonic() + within
+    try:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(redis.ConnectionError):
+                client.publish(channel, data)
+            with contextlib.suppress(queue.Empty):
+                if received.get(timeout=0.1) == data:
+                    return True
+        return False
+    finally:
+        client.close()
+
+
+def test_the_subscriber_takes_the_shared_channel_and_its_own(listener, redis_server):
+    manager, _, received = listener
+    shared, own = manager.channels
+    assert delivered(redis_server.url, shared, received, b"to everyone")
+    assert delivered(redis_server.url, own, received, b"to this process")
+
+
+def test_the_subscriber_retries_every_second_or_two_and_logs_each_outage_once(listener, redis_server, caplog):
+    manager, pauses, received = listener
+    shared = manager.channel
+    assert delivered(redis_server.url, shared, received, b"before")
+    assert caplog.records == []  # the first subscription is no news
+    pauses.at = {4: redis_server.start}  # Redis is back during the fourth pause
+    redis_server.stop()
+    assert delivered(redis_server.url, shared, received, b"after", within=10)
+    assert pauses.slept == [0.5, 1.0, 2.0, 2.0]  # never backing off to a minute
+    pauses.at = {5: redis_server.start}  # a second outage starts again from half a second
+    redis_server.stop()
+    assert delivered(redis_server.url, shared, received, b"again", within=10)
+    assert pauses.slept[4:] == [0.5]
+    lost = [r for r in caplog.records if "lost the Redis subscription" in r.getMessage()]
+    back = [r for r in caplog.records if "re-subscribed" in r.getMessage()]
+    assert len(lost) == 2 and len(back) == 2  # one line each per outage, not one per retry
