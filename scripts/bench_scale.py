@@ -35,7 +35,7 @@ import sys
 import time
 
 from bench_cluster import BENCH_DIR, Deployment, Meter, NodeScript, RedisProc, log, stop_all
-from bench_core import machine_info, median_of
+from bench_core import machine_info, median_of, wait_for
 
 SCALE_JS = BENCH_DIR / "scale_load.js"
 PLACEMENTS = ("spread", "grouped")
@@ -67,6 +67,21 @@ class Loaders:
             script.stop()
 
 
+def settle(dep: Deployment, timeout: float = 20.0) -> None:
+    """Wait until every node has reported that the last run's connections are gone: a node still
+    reporting them would get none of the next run's tickets."""
+    import redis
+
+    client = redis.Redis.from_url(dep.redis.url, socket_timeout=2)
+    try:
+        def idle() -> bool:
+            reports = [json.loads(raw) for raw in client.hgetall(f"{dep.prefix}:instances").values()]
+            return all(r.get("connections", 0) <= len(dep.idle) for r in reports if r.get("node") != "ticket")
+        wait_for(idle, timeout, "the nodes to report the last run's connections closed")
+    finally:
+        client.close()
+
+
 def merged(reports: list[dict], key: str) -> dict:
     total: dict = {}
     for report in reports:
@@ -77,6 +92,7 @@ def merged(reports: list[dict], key: str) -> dict:
 
 def scale_run(dep: Deployment, args: argparse.Namespace, placement: str) -> dict:
     groups = args.groups_per_node * len(dep.nodes)
+    settle(dep)
     loaders = Loaders(dep, groups, args, placement)
     try:
         ready = loaders.ready(args.setup_timeout + 15)
