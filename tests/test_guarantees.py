@@ -11,11 +11,15 @@ import pytest
 import redis
 import socketio
 from conftest import get_ticket, start_node
+from engineio import packet as eio_packet
+from socketio import packet as sio_packet
 from support.processes import free_port
 from support.tcp_proxy import TcpProxy
 
 from gru.errors import Code, GruError
 from gru.services.limits import ConnectionLimits, TokenBucket
+from gru.sockets import hold
+from gru.sockets.hold import HoldingServerMixin
 from gru.sockets.manager import GruRedisManager, QueueUnavailable
 
 
@@ -26,6 +30,9 @@ class Clock:
         self.now = 1024.0
 
     def __call__(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
         return self.now
 
 
@@ -86,6 +93,60 @@ def test_unauthenticated_sessions_are_capped_per_address_until_they_settle():
         limits.settled("10.0.0.2")  # settling more than was counted banks nothing
     assert limits.admit(4, "10.0.0.2") is None and limits.admit(5, "10.0.0.2") is None
     assert limits.admit(6, "10.0.0.2").code is Code.TOO_MANY_PENDING
+
+
+class HeldServer(HoldingServerMixin, socketio.Server):
+    """A socket.io server whose engine records what each connection is sent, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple[str, str]] = []
+        self.eio.send = lambda sid, data: self.sent.append((sid, data))
+        self.eio.send_packet = lambda sid, pkt: self.sent.append((sid, pkt.data))
+
+    def live(self, sid: str, msg_id: int) -> None:
+        """A live ``msg`` reaching this connection (as the manager emits it)."""
+        data = sio_packet.Packet(sio_packet.EVENT, namespace="/", data=["msg", {"id": msg_id}]).encode()
+        self._send_eio_packet(sid, eio_packet.Packet(eio_packet.MESSAGE, data=data))
+
+    def got(self, sid: str) -> list:
+        """What ``sid`` was sent: message ids, and other events by name."""
+        events = [json.loads(data[1:]) for to, data in self.sent if to == sid]
+        return [body["id"] if name == "msg" else name for name, body in events]
+
+
+def test_a_held_connection_gets_its_missed_messages_first_then_live_ones_once(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(hold, "time", clock)
+    server = HeldServer()
+    server.hold("a")
+    server.live("a", 7)  # already in the history: it will be replayed
+    server.live("b", 7)  # another connection is not held
+    server._send_eio_packet("a", eio_packet.Packet(eio_packet.MESSAGE, data='2["online",[1]]'))
+    server.live("a", 8)
+    assert server.got("a") == [] and server.got("b") == [7]
+    server.release("a", [("msg", {"id": 5}), ("msg", {"id": 6}), ("msg", {"id": 7})], {5, 6, 7})
+    assert server.got("a") == [5, 6, 7, "online", 8]
+    server.live("a", 9)
+    clock.now += hold.LATE_LIVE_SECONDS
+    server.live("a", 6)  # a late live copy of a replayed message, within the time it may trail: dropped
+    assert server.got("a")[5:] == [9]
+    clock.now += 1 / 16  # a copy later than that is not one: sent
+    server.live("a", 5)
+    assert server.got("a")[5:] == [9, 5]
+
+
+def test_late_copies_are_only_awaited_for_messages_whose_live_copy_has_not_come(monkeypatch):
+    monkeypatch.setattr(hold, "time", Clock())
+    server = HeldServer()
+    server.hold("a")
+    server.live("a", 5)
+    server.release("a", [("msg", {"id": 5})], {5})
+    assert server.got("a") == [5]
+    server.live("a", 5)  # not a late copy (that came while held): another delivery of it, sent
+    server.release("b", [("msg", {"id": 1})], set())  # nothing replayed: nothing awaited
+    server.live("b", 1)
+    assert server.got("a") == [5, 5] and server.got("b") == [1, 1]
 
 
 BACKLOG = 100
