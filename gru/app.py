@@ -98,6 +98,9 @@ def _socket_side(settings: Settings, backend: Backend, tokens: TokenService, ins
                                       instance_channel=keys.instance_channel(instance_id))
         manager.host_id = instance_id  # the sender named in this process's broadcast relays
     sio = create_socket_server(settings, manager)
+    if settings.redis_url:  # subscribe now, not at the first connection (python-socketio's default)
+        sio.manager_initialized = True
+        manager.initialize()
     user_types = settings.user_type_names
     presence, history, messaging = create_messaging(settings, backend, SocketDelivery(sio))
     sessions = Sessions(tokens, presence, user_types)

@@ -250,3 +250,17 @@ def drain(pubsub, seconds: float = 0.5) -> list:
         if message is not None:
             received.append(message)
     return received
+
+
+def test_a_node_subscribes_before_its_first_connection(redis_server, redis_prefix):
+    """A just-started node is on Redis's subscriber list before anyone connects, so a broadcast to its
+    first user is delivered, not refused because the node is "not subscribed" (python-socketio
+    subscribes only at the first connection by default)."""
+    node = start_node(redis_server.url, redis_prefix, "node_9")
+    try:
+        client = redis.Redis.from_url(redis_server.url)
+        pattern = f"{redis_prefix}:socketio:*"
+        wait_until(lambda: client.pubsub_channels(pattern), timeout=5)
+        assert len(client.pubsub_channels(pattern)) == 1
+    finally:
+        node.stop()

@@ -24,6 +24,7 @@ from gru.sockets.rooms import group_room, user_room
 from gru.sockets.timers import FixedDelayTimer
 
 log = logging.getLogger(__name__)
+FIRST_SUBSCRIPTION_WAIT = 2.0  # s an auth waits for a just-started process's Redis subscription
 
 OK_RESULT = {"success": True, "errorCode": 0, "msg": ""}
 HARD_CLOSE_DELAY = 2.0  # seconds a refused client gets to close by itself before we close it
@@ -114,6 +115,9 @@ class EventHandlers:
         log.info("disconnect sid=%s reason=%s%s", sid, reason, who)
 
     def on_auth(self, sid: str, *args: object) -> None:
+        wait_subscribed = getattr(self._sio.manager, "wait_first_subscription", None)
+        if wait_subscribed is not None:  # a node just started: its users must be reachable once told "ok"
+            wait_subscribed(FIRST_SUBSCRIPTION_WAIT)
         try:
             payload = decode_object(first_arg(args), "auth")
             session, role = self._sessions.authenticate(sid, payload)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import functools
 import logging
+import threading
 import time
 
 import redis
@@ -84,6 +85,12 @@ class GruRedisManager(socketio.RedisManager):
     def __init__(self, url: str, channel: str = "socketio", instance_channel: str | None = None, **kwargs) -> None:
         super().__init__(url, channel=channel, **kwargs)
         self.instance_channel = instance_channel
+        self.first_subscription = threading.Event()  # set once this process has subscribed
+
+    def wait_first_subscription(self, timeout: float) -> bool:
+        """Wait (at most ``timeout``) until this process has subscribed once: until then the message
+        scripts refuse messages for its users (they would reach nobody)."""
+        return self.first_subscription.wait(timeout)
 
     def emit(self, event, data, namespace=None, room=None, skip_sid=None, callback=None, to=None, **kwargs):
         room = to or room
@@ -139,6 +146,7 @@ class GruRedisManager(socketio.RedisManager):
                     self._redis_connect()
                     self.pubsub.subscribe(*self.channels)
                     subscribed = True
+                    self.first_subscription.set()
                     if retry_sleep > 0.5:
                         log.info("re-subscribed to Redis channels %s", self.channels)
                     retry_sleep = 0.5
