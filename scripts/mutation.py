@@ -56,7 +56,7 @@ TARGETS = [
            frozenset({"origin_allowed", "cors_allowed", "_production_problems"})),
     Target("messaging", "gru/services/messaging.py", ("tests/test_services.py",)),
     Target("manager", "gru/sockets/manager.py", ("tests/test_manager.py", "tests/test_guarantees.py", "-k",
-                                                 "relay or room or emit")),
+                                                 "relay or room or emit or subscriber")),
     Target("tokens", "gru/services/tokens.py", ("tests/test_tokens.py",)),
     Target("token1", "gru/services/token1.py", ("tests/test_token1.py", "-k", "not gets_401")),  # no server
     Target("redis-scripts", "gru/backends/redis.py", ("tests/test_backends.py",),

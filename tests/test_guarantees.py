@@ -284,3 +284,12 @@ def test_an_emit_is_published_for_every_node(server_on, redis_server):
     assert message is not None
     body = json.loads(message["data"])
     assert (body["event"], body["room"], body["data"]) == ("notice", "sid-1", [{"text": "bell"}])
+    assert body["namespace"] == "/"  # what every node's manager decodes
+
+
+@pytest.mark.parametrize("how", [{"to": "u:1:7"}, {"to": "g:10"}, {"to": "sid-1", "ignore_queue": True}])
+def test_an_emit_served_here_only_never_needs_the_queue(server_on, how):
+    """Messages to user and group rooms are relayed by the backend's scripts, replies go to the
+    caller: none of them waits for, or fails with, the message queue."""
+    sio = server_on(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    sio.emit("msg", {"id": 1}, **how)
