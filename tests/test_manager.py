@@ -11,10 +11,11 @@ import time
 
 import pytest
 import redis
+from support.redis_server import SentinelSetup
 
 from gru.models import UserKey
 from gru.sockets import manager as manager_module
-from gru.sockets.manager import GruRedisManager, group_envelope, is_relayed_room, relay_envelope
+from gru.sockets.manager import MASTER_CHECK, GruRedisManager, group_envelope, is_relayed_room, relay_envelope
 from gru.sockets.rooms import group_room, user_room
 
 
@@ -42,13 +43,16 @@ def test_a_relay_is_an_emit_message_to_the_users_room():
 class Pauses:
     """The subscriber's clock: each pause is recorded instead of slept, and ``at[n]`` runs at the n-th."""
 
-    def __init__(self, at: dict) -> None:
+    def __init__(self, at: dict, real: bool = False) -> None:
         self.slept: list[float] = []
         self.at = at
+        self.real = real
 
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.at.pop(len(self.slept), lambda: None)()
+        if self.real:
+            time.sleep(seconds)
 
     @staticmethod
     def monotonic() -> float:
@@ -63,14 +67,13 @@ def stop():
     raise Stop
 
 
-@pytest.fixture
-def listener(redis_server, redis_prefix, monkeypatch, caplog):
-    """A manager's subscriber running in a thread, what it takes in a queue, its pauses recorded."""
+def start_listener(url: str, prefix: str, monkeypatch, caplog, real_pauses: bool = False):
+    """A manager's subscriber running in a thread, what it takes in a queue, its pauses recorded
+    (and slept when ``real_pauses``); returns them and a function that ends it."""
     caplog.set_level(logging.INFO, logger="gru.sockets.manager")
-    pauses = Pauses({})
+    pauses = Pauses({}, real=real_pauses)
     monkeypatch.setattr(manager_module, "time", pauses)
-    manager = GruRedisManager(redis_server.url, channel=f"{redis_prefix}:socketio",
-                              instance_channel=f"{redis_prefix}:socketio:node_1:1:a")
+    manager = GruRedisManager(url, channel=f"{prefix}:socketio", instance_channel=f"{prefix}:socketio:node_1:1:a")
     received: queue.Queue = queue.Queue()
 
     def listen():
@@ -80,12 +83,23 @@ def listener(redis_server, redis_prefix, monkeypatch, caplog):
 
     thread = threading.Thread(target=listen, daemon=True)
     thread.start()
+
+    def end(redis_url: str) -> None:
+        pauses.real = False
+        pauses.at = {n: stop for n in range(len(pauses.slept) + 1, len(pauses.slept) + 100)}
+        client = redis.Redis.from_url(redis_url)
+        client.client_kill_filter(_type="pubsub")
+        client.close()
+        thread.join(5)
+
+    return manager, pauses, received, end
+
+
+@pytest.fixture
+def listener(redis_server, redis_prefix, monkeypatch, caplog):
+    manager, pauses, received, end = start_listener(redis_server.url, redis_prefix, monkeypatch, caplog)
     yield manager, pauses, received
-    pauses.at = {n: stop for n in range(len(pauses.slept) + 1, len(pauses.slept) + 100)}
-    client = redis.Redis.from_url(redis_server.url)
-    client.client_kill_filter(_type="pubsub")
-    client.close()
-    thread.join(5)
+    end(redis_server.url)
 
 
 def delivered(redis_url: str, channel: str, received: queue.Queue, data: bytes, within: float = 5) -> bool:
@@ -127,3 +141,45 @@ def test_the_subscriber_retries_every_second_or_two_and_logs_each_outage_once(li
     lost = [r for r in caplog.records if "lost the Redis subscription" in r.getMessage()]
     back = [r for r in caplog.records if "re-subscribed" in r.getMessage()]
     assert len(lost) == 2 and len(back) == 2  # one line each per outage, not one per retry
+
+
+def subscribers(port: int, channel: str) -> int:
+    client = redis.Redis(port=port, socket_timeout=1)
+    try:
+        return client.pubsub_numsub(channel)[0][1]
+    finally:
+        client.close()
+
+
+def eventually(check, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with contextlib.suppress(redis.RedisError):
+            if check():
+                return True
+        time.sleep(0.1)
+    return False
+
+
+def test_behind_sentinel_the_subscriber_stays_on_the_master_and_follows_a_failover(redis_prefix, monkeypatch,
+                                                                                     caplog):
+    """The backend's scripts publish on the master and count its subscribers: a subscription left on
+    a demoted master would make every message for this process refused."""
+    sentinel = SentinelSetup().start()
+    try:
+        manager, _, received, end = start_listener(sentinel.url, redis_prefix, monkeypatch, caplog, real_pauses=True)
+        shared, own = manager.channels
+        old = sentinel.master_port()
+        assert eventually(lambda: subscribers(old, shared) == subscribers(old, own) == 1, within=5)
+        time.sleep(2.5 * MASTER_CHECK)  # the listener checks the master meanwhile: all is well
+        assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+        assert delivered(f"redis://127.0.0.1:{old}/0", shared, received, b"before")
+        redis.Redis(port=sentinel.sentinel_ports[0]).execute_command("SENTINEL", "FAILOVER", sentinel.service)
+        assert eventually(lambda: sentinel.master_port() != old, within=10)
+        new = sentinel.master_port()
+        assert eventually(lambda: subscribers(new, shared) == subscribers(new, own) == 1, within=10)
+        assert subscribers(old, shared) == 0
+        assert delivered(f"redis://127.0.0.1:{new}/0", own, received, b"after")
+        end(f"redis://127.0.0.1:{new}/0")
+    finally:
+        sentinel.close()
