@@ -287,6 +287,28 @@ def test_an_emit_is_published_for_every_node(server_on, redis_server):
     assert body["namespace"] == "/"  # what every node's manager decodes
 
 
+def recording(sio: socketio.Server) -> list:
+    """What the engine is given to send (to connections of this process), recorded instead."""
+    sent: list = []
+    sio.eio.send = lambda sid, data: sent.append((sid, data))
+    sio.eio.send_packet = lambda sid, pkt: sent.append((sid, pkt.data))
+    return sent
+
+
+def test_an_emit_the_queue_cannot_take_reaches_nobody_here_either(server_on, redis_server):
+    down = server_on(f"redis://127.0.0.1:{free_port()}/0")
+    sent = recording(down)
+    sid = down.manager.connect("eio-1", "/")
+    with pytest.raises(QueueUnavailable):
+        down.emit("notice", {"text": "bell"}, to=sid)
+    assert sent == []  # not delivered here while the sender is told it failed
+    up = server_on(redis_server.url)
+    sent = recording(up)
+    sid = up.manager.connect("eio-1", "/")
+    up.emit("notice", {"text": "bell"}, to=sid)
+    assert sent == [("eio-1", '2["notice",{"text":"bell"}]')]  # published, then served here at once
+
+
 @pytest.mark.parametrize("how", [{"to": "u:1:7"}, {"to": "g:10"}, {"to": "sid-1", "ignore_queue": True}])
 def test_an_emit_served_here_only_never_needs_the_queue(server_on, how):
     """Messages to user and group rooms are relayed by the backend's scripts, replies go to the

@@ -67,11 +67,11 @@ def stop():
     raise Stop
 
 
-def start_listener(url: str, prefix: str, monkeypatch, caplog, real_pauses: bool = False):
+def start_listener(url: str, prefix: str, monkeypatch, caplog, real_pauses: bool = False, at: dict | None = None):
     """A manager's subscriber running in a thread, what it takes in a queue, its pauses recorded
-    (and slept when ``real_pauses``); returns them and a function that ends it."""
+    (and slept when ``real_pauses``; ``at`` as in :class:`Pauses`); returns them and a function that ends it."""
     caplog.set_level(logging.INFO, logger="gru.sockets.manager")
-    pauses = Pauses({}, real=real_pauses)
+    pauses = Pauses(at or {}, real=real_pauses)
     monkeypatch.setattr(manager_module, "time", pauses)
     manager = GruRedisManager(url, channel=f"{prefix}:socketio", instance_channel=f"{prefix}:socketio:node_1:1:a")
     received: queue.Queue = queue.Queue()
@@ -143,6 +143,22 @@ def test_the_subscriber_retries_every_second_or_two_and_logs_each_outage_once(li
     assert len(lost) == 2 and len(back) == 2  # one line each per outage, not one per retry
 
 
+def test_a_subscriber_started_while_redis_is_down_subscribes_once_it_is_up(redis_server, redis_prefix, monkeypatch,
+                                                                           caplog):
+    redis_server.stop()
+    try:
+        manager, pauses, received, end = start_listener(redis_server.url, redis_prefix, monkeypatch, caplog,
+                                                        at={2: redis_server.start})
+    finally:
+        if not eventually(lambda: len(pauses.slept) >= 2, within=5):
+            redis_server.start()
+    assert delivered(redis_server.url, manager.channel, received, b"first")
+    assert pauses.slept == [0.5, 1.0]
+    lost = [r for r in caplog.records if "lost the Redis subscription" in r.getMessage()]
+    assert len(lost) == 1
+    end(redis_server.url)
+
+
 def subscribers(port: int, channel: str) -> int:
     client = redis.Redis(port=port, socket_timeout=1)
     try:
@@ -179,6 +195,8 @@ def test_behind_sentinel_the_subscriber_stays_on_the_master_and_follows_a_failov
         new = sentinel.master_port()
         assert eventually(lambda: subscribers(new, shared) == subscribers(new, own) == 1, within=10)
         assert subscribers(old, shared) == 0
+        moved = f"subscribed on 127.0.0.1:{old}, but the master is now 127.0.0.1:{new}"
+        assert any(moved in r.getMessage() for r in caplog.records)  # what an operator reads
         assert delivered(f"redis://127.0.0.1:{new}/0", own, received, b"after")
         end(f"redis://127.0.0.1:{new}/0")
     finally:
