@@ -3,6 +3,7 @@ recovery neither jumps the queue nor arrives twice, and a message the queue cann
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -110,9 +111,16 @@ class HeldServer(HoldingServerMixin, socketio.Server):
         self._send_eio_packet(sid, eio_packet.Packet(eio_packet.MESSAGE, data=data))
 
     def got(self, sid: str) -> list:
-        """What ``sid`` was sent: message ids, and other events by name."""
-        events = [json.loads(data[1:]) for to, data in self.sent if to == sid]
-        return [body["id"] if name == "msg" else name for name, body in events]
+        """What ``sid`` was sent: message ids, other events by name, anything else as it is."""
+        sent = [data for to, data in self.sent if to == sid]
+        return [_event(data) if isinstance(data, str) and data.startswith("2[") else data for data in sent]
+
+
+def _event(data: str):
+    with contextlib.suppress(ValueError):
+        name, body = json.loads(data[1:])
+        return body["id"] if name == "msg" else name
+    return data
 
 
 def test_a_held_connection_gets_its_missed_messages_first_then_live_ones_once(monkeypatch):
@@ -120,20 +128,29 @@ def test_a_held_connection_gets_its_missed_messages_first_then_live_ones_once(mo
     monkeypatch.setattr(hold, "time", clock)
     server = HeldServer()
     server.hold("a")
+    server.hold("c")
     server.live("a", 7)  # already in the history: it will be replayed
     server.live("b", 7)  # another connection is not held
-    server._send_eio_packet("a", eio_packet.Packet(eio_packet.MESSAGE, data='2["online",[1]]'))
+    online = eio_packet.Packet(eio_packet.MESSAGE, data='2["online",[1]]')
+    odd = ['2["msg",oops]', b"\x01binary"]  # passed on as they are
+    for packet in (online, *(eio_packet.Packet(eio_packet.MESSAGE, data=data) for data in odd)):
+        server._send_eio_packet("a", packet)
+        server._send_eio_packet("c", packet)  # one packet object for both, as a broadcast's
     server.live("a", 8)
     assert server.got("a") == [] and server.got("b") == [7]
-    server.release("a", [("msg", {"id": 5}), ("msg", {"id": 6}), ("msg", {"id": 7})], {5, 6, 7})
-    assert server.got("a") == [5, 6, 7, "online", 8]
+    missed = [("msg", {"id": n}) for n in (4, 5, 6, 7)]
+    server.release("a", missed, {4, 5, 6, 7})
+    server.release("c", missed[:1], {4})
+    assert server.got("a") == [4, 5, 6, 7, "online", *odd, 8]
+    assert server.got("c") == [4, "online", *odd]
     server.live("a", 9)
     clock.now += hold.LATE_LIVE_SECONDS
-    server.live("a", 6)  # a late live copy of a replayed message, within the time it may trail: dropped
-    assert server.got("a")[5:] == [9]
-    clock.now += 1 / 16  # a copy later than that is not one: sent
+    server.live("a", 6)  # late live copies of replayed messages, within the time they may trail: dropped
     server.live("a", 5)
-    assert server.got("a")[5:] == [9, 5]
+    assert server.got("a")[8:] == [9]
+    clock.now += 1 / 16  # a copy later than that is not one: sent
+    server.live("a", 4)
+    assert server.got("a")[8:] == [9, 4]
 
 
 def test_late_copies_are_only_awaited_for_messages_whose_live_copy_has_not_come(monkeypatch):
