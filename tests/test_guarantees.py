@@ -71,6 +71,37 @@ def test_each_connection_has_its_own_bucket():
     assert takes(quiet) == 3
 
 
+@pytest.mark.parametrize("start", [0.0, 0.25])
+def test_the_rate_does_not_depend_on_where_the_clock_starts(start):
+    clock = Clock()
+    clock.now = start  # a monotonic clock read soon after boot
+    bucket = TokenBucket(rate=8, burst=5, clock=clock)
+    assert takes(bucket) == 5
+    clock.now += 1 / 2
+    assert takes(bucket) == 4
+
+
+@pytest.mark.parametrize("allowance", [3, 200])
+def test_an_address_is_refused_outright_at_twice_its_allowance(allowance):
+    limits = ConnectionLimits(max_connections=10_000, max_pending_per_address=allowance)
+    told = [limits.admit(n, "10.0.0.1") for n in range(2 * allowance)]
+    assert told[:allowance] == [None] * allowance
+    assert all(refusal.code is Code.TOO_MANY_PENDING for refusal in told[allowance:])
+    with pytest.raises(GruError):
+        limits.admit(2 * allowance, "10.0.0.1")
+
+
+def test_addresses_whose_sessions_all_settled_are_forgotten():
+    """The count per address is what an unauthenticated peer makes the process hold: it goes with
+    the address's last session."""
+    limits = ConnectionLimits(max_connections=10_000, max_pending_per_address=5)
+    for n in range(100):
+        limits.admit(n, f"10.0.{n}.1")
+        limits.settled(f"10.0.{n}.1")
+    limits.settled("10.9.9.9")  # never counted
+    assert limits._pending == {}
+
+
 def test_a_process_admits_up_to_its_connection_cap():
     limits = ConnectionLimits(max_connections=3, max_pending_per_address=100)
     assert limits.admit(3, "10.0.0.1") is None  # the session being admitted is already among the open ones
