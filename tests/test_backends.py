@@ -96,6 +96,14 @@ def test_offline_queue_is_bounded_ordered_and_taken_once(backend):
     assert backend.offline_take(user, now_ms=now + 1000) == []
 
 
+def test_an_offline_message_is_not_delivered_from_the_millisecond_it_expires(backend):
+    user = UserKey("8", 1)
+    expires = int(time.time() * 1000) + 60_000
+    backend.offline_push(user, 1, {"id": 1}, expire_at_ms=expires + 1, size=3)
+    backend.offline_push(user, 2, {"id": 2}, expire_at_ms=expires, size=3)
+    assert backend.offline_take(user, now_ms=expires) == [{"id": 1}]
+
+
 def test_last_group_is_remembered(backend):
     user = UserKey("9", 1)
     assert backend.last_group(user) is None
@@ -500,7 +508,11 @@ def test_a_message_reaching_redis_after_the_nodes_deadline_is_refused_and_not_ke
     """Replies wait 0.4 s, so a script must refuse what it runs later than 0.2 s after the send
     (half the wait is left for the reply's way back): the node has answered -14 by then."""
     backend, send, kept = sender(redis_server, redis_prefix, 0.4, kind)
-    send("in time")  # runs at once, well before the deadline
+    resume = stall(redis_server, 0.05)  # runs 0.05 s after the send: in time
+    try:
+        send("in time")
+    finally:
+        resume.join()
     resume = stall(redis_server, 0.3)  # runs 0.3 s after the send: too late
     try:
         with pytest.raises(BackendUnavailable):
