@@ -96,6 +96,12 @@ def test_offline_queue_is_bounded_ordered_and_taken_once(backend):
     assert backend.offline_take(user, now_ms=now + 1000) == []
 
 
+def test_history_never_returns_messages_older_than_the_time_to_live(backend):
+    for message_id in (100, 200, 300):  # kept while they were recent enough
+        backend.history_append("g:3", message_id, {"id": message_id}, size=10, ttl=60, min_id=0)
+    assert backend.history_since(["g:3"], 50, min_id=200) == ([{"id": 200}, {"id": 300}], False)
+
+
 def test_an_offline_message_is_not_delivered_from_the_millisecond_it_expires(backend):
     user = UserKey("8", 1)
     expires = int(time.time() * 1000) + 60_000
