@@ -102,6 +102,15 @@ def test_history_never_returns_messages_older_than_the_time_to_live(backend):
     assert backend.history_since(["g:3"], 50, min_id=200) == ([{"id": 200}, {"id": 300}], False)
 
 
+def test_history_over_several_streams_is_incomplete_when_any_of_them_dropped_what_was_asked(backend):
+    for message_id in range(100, 106):  # the group's stream keeps 3: it dropped 100..102
+        backend.history_append("g:4", message_id, {"id": message_id}, size=3, ttl=60, min_id=0)
+    backend.history_append("u:1:4", 106, {"id": 106}, size=3, ttl=60, min_id=0)
+    for streams in (["g:4", "u:1:4"], ["u:1:4", "g:4"]):
+        kept, complete = backend.history_since(streams, 101, min_id=0)
+        assert [m["id"] for m in kept] == [103, 104, 105, 106] and complete is False
+
+
 def test_an_offline_message_is_not_delivered_from_the_millisecond_it_expires(backend):
     user = UserKey("8", 1)
     expires = int(time.time() * 1000) + 60_000
