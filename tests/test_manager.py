@@ -11,7 +11,7 @@ import time
 
 import pytest
 import redis
-from support.redis_server import SentinelSetup
+from support.redis_server import RedisServer, SentinelSetup
 
 from gru.models import UserKey
 from gru.sockets import manager as manager_module
@@ -143,20 +143,22 @@ def test_the_subscriber_retries_every_second_or_two_and_logs_each_outage_once(li
     assert len(lost) == 2 and len(back) == 2  # one line each per outage, not one per retry
 
 
-def test_a_subscriber_started_while_redis_is_down_subscribes_once_it_is_up(redis_server, redis_prefix, monkeypatch,
-                                                                           caplog):
-    redis_server.stop()
+def test_a_subscriber_started_while_redis_is_down_subscribes_once_it_is_up(redis_prefix, monkeypatch, caplog):
+    own = RedisServer().start()  # a server of its own: subscribers of other tests never see this outage
+    own.stop()
     try:
-        manager, pauses, received, end = start_listener(redis_server.url, redis_prefix, monkeypatch, caplog,
-                                                        at={2: redis_server.start})
+        manager, pauses, received, end = start_listener(own.url, redis_prefix, monkeypatch, caplog, at={2: own.start})
+        try:
+            if not eventually(lambda: len(pauses.slept) >= 2, within=5):
+                own.start()
+            assert delivered(own.url, manager.channel, received, b"first")
+            assert pauses.slept == [0.5, 1.0]
+            lost = [r for r in caplog.records if "lost the Redis subscription" in r.getMessage()]
+            assert len(lost) == 1
+        finally:
+            end(own.url)
     finally:
-        if not eventually(lambda: len(pauses.slept) >= 2, within=5):
-            redis_server.start()
-    assert delivered(redis_server.url, manager.channel, received, b"first")
-    assert pauses.slept == [0.5, 1.0]
-    lost = [r for r in caplog.records if "lost the Redis subscription" in r.getMessage()]
-    assert len(lost) == 1
-    end(redis_server.url)
+        own.close()
 
 
 def subscribers(port: int, channel: str) -> int:
